@@ -1,0 +1,58 @@
+"""The ``pyflux-mnist`` command: a click group; each command family lives in its own module.
+
+User errors (:class:`~pyflux_mnist.errors.PyfluxError`) become one line on stderr and exit code 1; with
+``--verbose`` the traceback is printed too. Usage errors are click's (exit code 2).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from .. import __version__
+from ..errors import PyfluxError
+from .common import ERROR_EXIT
+
+
+class Group(click.Group):
+    """A click group that turns our own exceptions into one clean line."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except PyfluxError as e:
+            if ctx.obj and ctx.obj.get("verbose"):
+                traceback.print_exc()
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(ERROR_EXIT)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pyflux-mnist")
+@click.option("-v", "--verbose", is_flag=True, help="Show full tracebacks and backend details on errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Train the classic Flux.jl MNIST network from Python, with a NumPy twin and PyTorch as reference."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+
+
+def _register() -> None:
+    from . import train as train_commands
+
+    for command in train_commands.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="pyflux-mnist")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

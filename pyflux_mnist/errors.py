@@ -1,0 +1,33 @@
+"""The exceptions users see. Each carries one line that says what went wrong and what to do.
+
+The CLI prints ``str(error)`` of any :class:`PyfluxError` on one line and exits 1; anything else is a bug
+and keeps its traceback.
+"""
+
+
+class PyfluxError(Exception):
+    """Base class for every error meant for a user, not a developer."""
+
+
+class DataError(PyfluxError):
+    """MNIST files missing, unreadable, corrupt, or not MNIST."""
+
+
+class SpecError(PyfluxError, ValueError):
+    """A model description, recipe or training option that cannot work."""
+
+
+class BackendUnavailable(PyfluxError):
+    """A backend that cannot run here (missing package, no Julia...)."""
+
+
+class ModelFileError(PyfluxError):
+    """A model file that is not one of ours, or is damaged, or is hostile."""
+
+
+class DivergedError(PyfluxError):
+    """Training produced a NaN or Inf loss."""
+
+
+class ImageError(PyfluxError):
+    """A user image that cannot be read or contains no digit."""

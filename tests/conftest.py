@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests use the real MNIST files: ``$PYFLUX_MNIST_DATA`` or ``../shared/data/mnist``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _mnist_dir() -> Path | None:
+    for candidate in (os.environ.get("PYFLUX_MNIST_DATA"), REPO.parent / "shared" / "data" / "mnist"):
+        if candidate and Path(candidate, "train-images-idx3-ubyte.gz").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    path = _mnist_dir()
+    if path is None:
+        pytest.skip("real MNIST files not found: set PYFLUX_MNIST_DATA to a directory holding them")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir: Path):
+    """The whole real MNIST, loaded and verified once per test session."""
+    from pyflux_mnist.mnist import load_mnist
+
+    return load_mnist(mnist_dir, offline=True)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's real cache or the network from a test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+    monkeypatch.setenv("PYFLUX_MNIST_OFFLINE", "1")

@@ -141,6 +141,4 @@ def get_recipe(name_or_recipe: str | Recipe) -> Recipe:
     try:
         return RECIPES[name_or_recipe]
     except KeyError:
-        raise SpecError(
-            f"unknown recipe {name_or_recipe!r}; choose one of: {', '.join(RECIPES)}"
-        ) from None
+        raise SpecError(f"unknown recipe {name_or_recipe!r}; choose one of: {', '.join(RECIPES)}") from None

@@ -1,0 +1,274 @@
+"""``train``, ``tutorial``, ``evaluate`` and ``info``: the commands around the training loop."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .. import __version__
+from ..backends import backend_names, backend_status
+from ..errors import PyfluxError
+from ..recipes import RECIPES
+from .common import data_dir_option, echo_json, offline_option
+
+
+def check_writable(path: str | None, what: str) -> None:
+    """Fail before hours of training, not after: the output's folder must exist and be writable."""
+    if path is None:
+        return
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
+    if Path(path).is_dir():
+        raise PyfluxError(f"cannot write the {what} to {path}: it is a directory")
+    if not os.access(parent, os.W_OK):
+        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} is not writable")
+
+
+def _bar(total: int, label: str):
+    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True)
+
+
+@click.command()
+@click.option("--backend", default="numpy", show_default=True, help=f"One of: {', '.join(backend_names())}.")
+@click.option("--recipe", default="flux-tutorial", show_default=True, help=f"One of: {', '.join(RECIPES)}.")
+@click.option("--steps", type=int, default=None, help="Optimiser steps (overrides the recipe).")
+@click.option("--epochs", type=int, default=None, help="Passes over the training set (overrides the recipe).")
+@click.option("--batch-size", type=int, default=None, help="Samples per step; 0 = full batch.")
+@click.option("--lr", type=float, default=None, help="Learning rate (overrides the recipe's).")
+@click.option("--hidden", type=str, default=None, help="Hidden layer width(s), e.g. 32 or 512,256,128.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for initial weights and batches.")
+@data_dir_option
+@offline_option
+@click.option("--no-verify", is_flag=True, help="Accept IDX files whose checksums are not MNIST's.")
+@click.option(
+    "--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write the model (.npz)."
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write the loss curve (PNG)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the summary.")
+def train(
+    backend,
+    recipe,
+    steps,
+    epochs,
+    batch_size,
+    lr,
+    hidden,
+    seed,
+    data_dir,
+    offline,
+    no_verify,
+    save_path,
+    plot_path,
+    as_json,
+) -> None:
+    """Train a recipe (default: the Flux tutorial network) and report train/test accuracy."""
+    from ..mnist import load_mnist
+    from ..training import resolve_recipe
+    from ..training import train as train_fn
+
+    widths = _parse_hidden(hidden)
+    r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=widths)
+    check_writable(save_path, "model")
+    check_writable(plot_path, "plot")
+    data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
+    with _bar(0, f"{r.name} [{backend}]") as bar:
+
+        def on_progress(done: int, total: int, loss: float) -> None:
+            bar.length = total
+            bar.label = f"{r.name} [{backend}] loss {loss:.4f}"
+            bar.update(done - bar.pos)
+
+        result = train_fn(r, backend, data, seed, on_progress=on_progress)
+    if save_path:
+        result.model.save(save_path)
+    if plot_path:
+        from ..pictures import loss_curve_png
+
+        loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, title=r.name)
+    if as_json:
+        summary = result.summary()
+        summary.update(saved=save_path, plot=plot_path)
+        echo_json(summary)
+        return
+    s = result.summary()
+    click.echo(f"recipe         {s['recipe']}  (backend {s['backend']}, seed {seed})")
+    click.echo(f"steps          {s['steps']}  in {s['seconds']:.1f} s")
+    click.echo(f"final loss     {s['final_loss']:.4f}")
+    click.echo(f"train accuracy {s['train_accuracy']:.4f}")
+    click.echo(f"test accuracy  {s['test_accuracy']:.4f}")
+    if save_path:
+        click.echo(f"saved model    {save_path}")
+    if plot_path:
+        click.echo(f"loss curve     {plot_path}")
+
+
+def _parse_hidden(hidden: str | None) -> tuple[int, ...] | None:
+    if hidden is None:
+        return None
+    try:
+        widths = tuple(int(w) for w in hidden.split(","))
+    except ValueError:
+        raise PyfluxError(f"--hidden takes widths like 32 or 512,256,128, got {hidden!r}") from None
+    if any(w <= 0 for w in widths):
+        raise PyfluxError(f"hidden widths must be positive, got {hidden!r}")
+    return widths
+
+
+@click.command()
+@click.option("--backend", default="numpy", show_default=True, help=f"One of: {', '.join(backend_names())}.")
+@data_dir_option
+@offline_option
+@click.option("--throttle", type=float, default=10.0, show_default=True, help="Seconds between loss prints.")
+def tutorial(backend, data_dir, offline, throttle) -> None:
+    """The classic Flux MNIST tutorial, as the article runs it.
+
+    Prints loss(X, Y) at most every --throttle seconds (the article's throttle(evalcb, 10)), then the
+    training accuracy and the test accuracy.
+    """
+    from ..mnist import load_mnist
+    from ..training import train as train_fn
+
+    if not (throttle >= 0 and math.isfinite(throttle)):
+        raise PyfluxError(f"--throttle must be a non-negative number of seconds, got {throttle}")
+    data = load_mnist(data_dir, offline=offline or None)
+    last = [-math.inf]
+
+    def evalcb(done: int, total: int, loss: float) -> None:
+        # throttle(f, 10): call at once, then at most once every 10 s
+        now = time.monotonic()
+        if now - last[0] >= throttle:
+            last[0] = now
+            click.echo(f"loss(X, Y) = {loss:.6f}   (step {done}/{total})")
+
+    result = train_fn("flux-tutorial", backend, data, 0, on_progress=evalcb)
+    click.echo(f"loss(X, Y) = {result.final_loss:.6f}   (step {len(result.losses)}/{len(result.losses)})")
+    click.echo(f"accuracy(X, Y) = {result.train_accuracy:.4f}")
+    click.echo(f"accuracy(tX, tY) = {result.test_accuracy:.4f}   (test set)")
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@data_dir_option
+@offline_option
+@click.option(
+    "--confusion", type=click.Path(dir_okay=False), default=None, help="Write a confusion matrix PNG."
+)
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a grid of misclassified test digits (PNG).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> None:
+    """Evaluate a saved model on the MNIST test set (NumPy; no Julia needed)."""
+    from ..mnist import load_mnist
+    from ..model import load_model
+
+    model = load_model(model_path)
+    check_writable(confusion, "confusion matrix")
+    check_writable(errors_path, "error grid")
+    data = load_mnist(data_dir, offline=offline or None, verify=False)
+    pred = model.predict(data.test_images)
+    labels = data.test_labels
+    acc = float(np.mean(pred == labels))
+    per_class = {str(d): float(np.mean(pred[labels == d] == d)) for d in range(10)}
+    if confusion:
+        from ..pictures import confusion_png
+
+        confusion_png(labels, pred, confusion)
+    if errors_path:
+        from ..pictures import errors_png
+
+        errors_png(data.test_images, labels, pred, errors_path)
+    out = {
+        "model": model_path,
+        "recipe": model.recipe.name,
+        "trained_with": model.meta.get("backend"),
+        "test_accuracy": acc,
+        "per_class_accuracy": per_class,
+        "errors": int(np.sum(pred != labels)),
+    }
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(
+        f"model          {model_path}  (recipe {model.recipe.name}, trained with {out['trained_with']})"
+    )
+    click.echo(f"test accuracy  {acc:.4f}  ({out['errors']} of {len(labels)} wrong)")
+    click.echo("per digit      " + "  ".join(f"{d}:{a:.3f}" for d, a in per_class.items()))
+    for path, what in ((confusion, "confusion"), (errors_path, "errors")):
+        if path:
+            click.echo(f"{what:<14} {path}")
+
+
+def blas_info() -> list[dict]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"note": "install threadpoolctl for BLAS details"}]
+    return [
+        {k: v for k, v in lib.items() if k in ("internal_api", "version", "num_threads", "architecture")}
+        for lib in threadpool_info()
+    ]
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(as_json) -> None:
+    """Package version, which backends can run here (and why not), BLAS and threads."""
+    status = backend_status()
+    julia: dict = {}
+    try:
+        from ..julia_bridge import julia_status
+
+        julia = julia_status()
+    except ImportError:
+        pass
+    out = {
+        "version": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "backends": {name: ("available" if r is None else f"unavailable: {r}") for name, r in status.items()},
+        "julia": julia,
+        "blas": blas_info(),
+        "threads_env": {
+            k: os.environ[k]
+            for k in (
+                "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS",
+                "PYTHON_JULIACALL_THREADS",
+            )
+            if k in os.environ
+        },
+    }
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(f"pyflux-mnist {__version__}  (Python {out['python']}, NumPy {out['numpy']})")
+    click.echo(f"platform     {out['platform']}, {out['cpu_count']} CPUs")
+    for name, state in out["backends"].items():
+        click.echo(f"backend      {name:<6} {state}")
+    for key, value in julia.items():
+        click.echo(f"julia        {key}: {value}")
+    for lib in out["blas"]:
+        click.echo("blas         " + ", ".join(f"{k}={v}" for k, v in lib.items()))
+    for key, value in out["threads_env"].items():
+        click.echo(f"threads      {key}={value}")
+
+
+COMMANDS = [train, tutorial, evaluate, info]

@@ -1,0 +1,165 @@
+"""A trained network: its recipe, its float32 weights, and one safe file format for every backend.
+
+The file is a plain ``.npz`` (no pickles: loaded with ``allow_pickle=False``): ``W1, b1, W2, b2, ...`` as
+float32 in Flux's and PyTorch's ``(out, in)`` orientation, plus ``meta``, a JSON string with the recipe,
+backend, accuracies and package version. Saves are atomic; loads validate every name, shape and dtype
+before any array is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_write
+from .backends import numpy_backend
+from .errors import ModelFileError, PyfluxError
+from .prepare import scale_images
+from .spec import Recipe
+
+FORMAT = "pyflux-mnist-model"
+FORMAT_VERSION = 1
+#: Refuse metadata or arrays whose declared size is absurd before reading them.
+MAX_META_BYTES = 1 << 20
+MAX_ARRAY_BYTES = 1 << 30
+
+
+@dataclass
+class Model:
+    """A network that can predict MNIST digits with NumPy, whichever backend trained it."""
+
+    recipe: Recipe
+    params: list[np.ndarray]  # [W1, b1, W2, b2, ...] float32, W (out, in)
+    meta: dict[str, Any] = field(default_factory=dict)  # backend, accuracies, seed, ...
+
+    def __post_init__(self) -> None:
+        self.params = [np.ascontiguousarray(p, dtype=np.float32) for p in self.params]
+        expected = [s for pair in self.recipe.model.shapes for s in pair]
+        got = [p.shape for p in self.params]
+        if got != expected:
+            raise ModelFileError(f"parameter shapes {got} do not match the recipe's {expected}")
+
+    @property
+    def spec(self):
+        return self.recipe.model
+
+    def inputs(self, images: np.ndarray) -> np.ndarray:
+        """MNIST-valued images (0..255; ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``) → ``(784, N)``."""
+        images = np.asarray(images)
+        if images.ndim == 2 and images.shape == (28, 28):
+            images = images[None]
+        if images.ndim not in (2, 3) or images[0].size != 784:
+            raise PyfluxError(f"expected images of 28x28 = 784 pixels, got an array of shape {images.shape}")
+        return scale_images(images, self.recipe.data.scale)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """``(N, 10)`` class probabilities (squared-error networks: their output activations)."""
+        return numpy_backend.probabilities(self.spec, self.params, self.inputs(images)).T
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``)."""
+        return np.argmax(self.probabilities(images), axis=1).astype(np.uint8)
+
+    def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:
+        return float(np.mean(self.predict(images) == np.asarray(labels)))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model atomically: the previous file stays intact if anything fails."""
+        path = Path(path)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "recipe": self.recipe.to_dict(),
+            **self.meta,
+        }
+        arrays = {_name(i): p for i, p in enumerate(self.params)}
+        try:
+            with atomic_write(path) as f:
+                np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        except OSError as e:
+            raise ModelFileError(f"cannot save the model to {path}: {e.strerror or e}") from None
+        return path
+
+
+def _name(i: int) -> str:
+    """Entry names: W1, b1, W2, b2, ..."""
+    return f"{'Wb'[i % 2]}{i // 2 + 1}"
+
+
+def load_model(path: str | os.PathLike[str]) -> Model:
+    """Read and validate a model file; any problem is one :class:`ModelFileError` line."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+            if "meta" not in names:
+                raise ModelFileError(f"{path} is not a pyflux-mnist model: no metadata entry")
+            meta = _read_meta(npz, path)
+            recipe = _recipe(meta, path)
+            expected = [s for pair in recipe.model.shapes for s in pair]
+            wanted = {_name(i) for i in range(len(expected))} | {"meta"}
+            if names != wanted:
+                raise ModelFileError(f"{path}: expected entries {sorted(wanted)}, found {sorted(names)}")
+            params = [_read_array(npz, _name(i), shape, path) for i, shape in enumerate(expected)]
+    except ModelFileError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f"no model file at {path}") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a directory, not a model file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        raise ModelFileError(f"{path} is not a readable model file: {e}") from None
+    meta = {k: v for k, v in meta.items() if k not in ("recipe",)}
+    return Model(recipe, params, meta)
+
+
+def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
+    info = npz.zip.getinfo("meta.npy")
+    if info.file_size > MAX_META_BYTES:
+        raise ModelFileError(f"{path}: metadata entry is implausibly large ({info.file_size} bytes)")
+    raw = npz["meta"]
+    if raw.dtype.kind != "U" or raw.shape != ():
+        raise ModelFileError(f"{path}: metadata must be one JSON string, got {raw.dtype} {raw.shape}")
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{path}: metadata is not valid JSON ({e.msg})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a pyflux-mnist model (format tag missing)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {meta.get('format_version')!r} is not supported "
+            f"(this is pyflux-mnist {__version__}, format {FORMAT_VERSION})"
+        )
+    return meta
+
+
+def _recipe(meta: dict[str, Any], path: Path) -> Recipe:
+    try:
+        return Recipe.from_dict(meta.get("recipe"))
+    except PyfluxError as e:
+        raise ModelFileError(f"{path}: bad recipe in metadata: {e}") from None
+
+
+def _read_array(npz: Any, name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    # Check the declared header before numpy allocates anything.
+    with npz.zip.open(f"{name}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )(f)
+    declared_shape, fortran, dtype = header
+    if dtype != np.float32 or declared_shape != shape:
+        raise ModelFileError(f"{path}: {name} should be float32 {shape}, found {dtype} {declared_shape}")
+    a = npz[name]
+    if not np.all(np.isfinite(a)):
+        raise ModelFileError(f"{path}: {name} contains NaN or Inf")
+    return a

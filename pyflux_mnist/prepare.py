@@ -37,7 +37,7 @@ class Prepared:
 
 def scale_images(images: np.ndarray, scale: str = "unit") -> np.ndarray:
     """uint8-valued images ``(N, 28, 28)`` or ``(N, 784)`` → ``(784, N)`` float32 in the recipe's scale."""
-    flat = np.asarray(images).reshape(len(images), -1)
+    flat = np.asarray(images).reshape(len(images), 784)
     X = flat.astype(np.float32)  # the one copy
     if scale == "unit":
         X *= np.float32(1 / 255)

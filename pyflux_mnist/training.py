@@ -22,6 +22,9 @@ from .prepare import Prepared, prepare, schedule
 from .recipes import get_recipe
 from .spec import Recipe
 
+#: A loss this many times the first step's counts as diverged even while it is still finite.
+EXPLODED = 1e4
+
 #: Called after each chunk of steps with (steps done, total steps, latest loss).
 ProgressFn = Callable[[int, int, float], None]
 
@@ -178,7 +181,10 @@ def train(
 
 
 def run_schedule(trainer, sched, chunk: int = 1, on_progress: ProgressFn | None = None) -> np.ndarray:
-    """Feed the schedule's batches to the trainer ``chunk`` steps at a time; stop on a NaN/Inf loss."""
+    """Feed the schedule's batches to the trainer ``chunk`` steps at a time.
+
+    Stops with :class:`DivergedError` on a NaN or Inf loss, or one ``EXPLODED`` times the first step's.
+    """
     total = sched.total_steps
     losses = np.empty(total, dtype=np.float64)
     done = 0
@@ -188,10 +194,11 @@ def run_schedule(trainer, sched, chunk: int = 1, on_progress: ProgressFn | None 
         if len(batches) == chunk or done + len(batches) == total:
             chunk_losses = trainer.run(batches)
             losses[done : done + len(batches)] = chunk_losses
-            bad = np.flatnonzero(~np.isfinite(chunk_losses))
+            limit = EXPLODED * max(float(losses[0]), 1.0)
+            bad = np.flatnonzero(~(np.abs(chunk_losses) <= limit))  # NaN fails every comparison
             if bad.size:
                 raise DivergedError(
-                    f"training diverged: loss is {chunk_losses[bad[0]]} at step {done + bad[0] + 1}; "
+                    f"training diverged: loss is {chunk_losses[bad[0]]:.4g} at step {done + bad[0] + 1}; "
                     "try a lower learning rate (--lr)"
                 )
             done += len(batches)

@@ -218,8 +218,10 @@ class NumpyTrainer(Trainer):
 
     def step(self, batch: np.ndarray | None) -> float:
         X, Y = self._batch(batch)
-        loss, grads = loss_and_grads(self.spec, self.params, X, Y)
-        self.optimizer.update(self.params, grads, self.trainable)
+        # Overflow shows up as a NaN/Inf loss, which the training loop reports as divergence.
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, grads = loss_and_grads(self.spec, self.params, X, Y)
+            self.optimizer.update(self.params, grads, self.trainable)
         return loss
 
     def parameters(self) -> list[np.ndarray]:

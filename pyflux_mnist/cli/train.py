@@ -89,6 +89,12 @@ def train(
             bar.update(done - bar.pos)
 
         result = train_fn(r, backend, data, seed, on_progress=on_progress)
+    if len(result.losses) > 1 and result.final_loss > result.losses[0]:
+        click.echo(
+            f"Warning: the loss ended higher than it started ({result.losses[0]:.4f} -> "
+            f"{result.final_loss:.4f}); the learning rate is probably too high.",
+            err=True,
+        )
     if save_path:
         result.model.save(save_path)
     if plot_path:

@@ -1,0 +1,80 @@
+"""The NumPy backend against PyTorch (an independent implementation: autograd + torch.optim), from the same
+initial weights and the same batches, on real MNIST."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyflux_mnist.backends.numpy_backend import NumpyBackend
+from pyflux_mnist.init import init_params
+from pyflux_mnist.prepare import prepare, schedule
+from pyflux_mnist.recipes import get_recipe
+from pyflux_mnist.training import resolve_recipe
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install 'pyflux-mnist[torch]'")
+from pyflux_mnist.backends.torch_backend import TorchBackend  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+class _Subset:
+    """The first n training images of real MNIST (and the whole test set)."""
+
+    def __init__(self, mnist, n: int) -> None:
+        self.train_images, self.train_labels = mnist.train_images[:n], mnist.train_labels[:n]
+        self.test_images, self.test_labels = mnist.test_images, mnist.test_labels
+
+
+def _both(recipe, mnist, n: int, steps: int):
+    prepared = prepare(_Subset(mnist, n), recipe.data)
+    init_seq, batch_seq = np.random.SeedSequence(0).spawn(2)
+    params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
+    batches = list(schedule(recipe, prepared.X_train.shape[1], batch_seq))[:steps]
+    results = {}
+    for backend in (NumpyBackend(), TorchBackend()):
+        trainer = backend.trainer(recipe, params, prepared.X_train, prepared.Y_train)
+        losses = trainer.run(batches)
+        results[backend.name] = (losses, trainer.parameters(), backend, prepared)
+    return results
+
+
+def test_flux_tutorial_20_full_batch_adam_steps_match_pytorch(mnist) -> None:
+    recipe = get_recipe("flux-tutorial")
+    r = _both(recipe, mnist, n=2000, steps=20)
+    np_losses, torch_losses = r["numpy"][0], r["torch"][0]
+    assert len(np_losses) == 20
+    assert np_losses[-1] < np_losses[0] * 0.8  # it trains
+    np.testing.assert_allclose(np_losses, torch_losses, rtol=1e-4)
+    for a, b in zip(r["numpy"][1], r["torch"][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    # Same predictions on the test set, except where the top two probabilities nearly tie.
+    prepared = r["numpy"][3]
+    P = NumpyBackend().probabilities(recipe.model, r["numpy"][1], prepared.X_test)
+    Pt = TorchBackend().probabilities(recipe.model, r["torch"][1], prepared.X_test)
+    top2 = np.sort(P, axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 1e-4
+    assert np.array_equal(P.argmax(0)[clear], Pt.argmax(0)[clear])
+
+
+@pytest.mark.parametrize(
+    ("name", "steps"),
+    [("keras", 30), ("numpy-twolayer", 30), ("tensorflow-tutorial", 30), ("rashid", 200)],
+)
+def test_every_recipe_kind_matches_pytorch_step_for_step(mnist, name: str, steps: int) -> None:
+    """RMSprop, Descent with raw pixels, logit cross-entropy on a deep linear net, per-sample squared error."""
+    recipe = resolve_recipe(get_recipe(name), steps=steps)
+    r = _both(recipe, mnist, n=7000 if recipe.data.train_split == "train-55k" else 2000, steps=steps)
+    np.testing.assert_allclose(r["numpy"][0], r["torch"][0], rtol=1e-4, atol=1e-6)
+
+
+def test_optimizer_state_round_trips_through_pytorch(mnist) -> None:
+    """The checkpoint format is shared: NumPy's Adam state continues in PyTorch with the same losses."""
+    recipe = get_recipe("flux-tutorial")
+    prepared = prepare(_Subset(mnist, 1000), recipe.data)
+    params = init_params(recipe.model, recipe.init, np.random.default_rng(0))
+    a = NumpyBackend().trainer(recipe, params, prepared.X_train, prepared.Y_train)
+    a.run([None] * 5)
+    b = TorchBackend().trainer(recipe, a.parameters(), prepared.X_train, prepared.Y_train)
+    b.load_optimizer_state(a.optimizer_state())
+    np.testing.assert_allclose(a.run([None] * 5), b.run([None] * 5), rtol=1e-4)

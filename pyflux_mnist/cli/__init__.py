@@ -40,9 +40,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
+    from . import data as data_commands
     from . import train as train_commands
 
-    for command in train_commands.COMMANDS:
+    for command in [*data_commands.COMMANDS, *train_commands.COMMANDS]:
         cli.add_command(command)
 
 

@@ -21,7 +21,7 @@ module PyFluxMNIST
 using Flux
 
 export build_model, Trainer, train_steps!, parameters, optimiser_state, load_optimiser_state!,
-       probabilities, predict, evaluate
+       probabilities, predict, evaluate, versions
 
 const ACTIVATIONS = Dict{String,Function}(
     "relu" => relu, "sigmoid" => sigmoid, "tanh" => tanh, "identity" => identity)
@@ -271,5 +271,8 @@ function evaluate(model::Chain, loss::AbstractString, X, labels)
     return (ŷ, count(ŷ .== Vector{Int}(labels)) / length(ŷ))
 end
 evaluate(tr::Trainer, loss::AbstractString, X, labels) = evaluate(tr.model, loss, X, labels)
+
+"""`(Julia version, Flux version)` as strings, for reports."""
+versions() = (string(VERSION), string(pkgversion(Flux)))
 
 end # module

@@ -52,6 +52,7 @@ class Backend(ABC):
     """A way to run the arithmetic. Instances are cheap; heavy imports happen in :meth:`trainer`."""
 
     name: str = ""
+    chunk_size: int = 1
 
     def unavailable_reason(self) -> str | None:
         """``None`` if this backend can run here, else one line saying why not and how to fix it."""
@@ -68,3 +69,6 @@ class Backend(ABC):
     @abstractmethod
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
         """Class probabilities ``(10, N)`` (for ``squared_error`` networks: the output activations)."""
+
+    def predict(self, spec, params, X) -> np.ndarray:
+        return np.argmax(self.probabilities(spec, params, X), axis=0)

@@ -1,0 +1,335 @@
+"""The one door to Julia: starts juliacall lazily, loads ``julia/PyFluxMNIST.jl`` once, converts arrays.
+
+In the spirit of PySR's ``julia_import.py``. Importing this module is cheap and never starts Julia; the first
+:func:`load` does, and everything Julia-related must go through it, because juliacall reads its settings
+(threads, signal handling) only once, at its own first import:
+
+* Julia gets **1 thread** unless asked (``PYFLUX_MNIST_JULIA_THREADS=n`` or ``PYTHON_JULIACALL_THREADS``);
+  with more than one, ``PYTHON_JULIACALL_HANDLE_SIGNALS=yes`` is set too, as juliacall's documentation
+  asks (Julia's GC uses signals; the price is that Ctrl-C no longer raises ``KeyboardInterrupt``).
+* juliacall is imported **before torch**: PythonCall's FAQ reports heap corruption the other way round, and
+  we warn when torch was imported first.
+* BLAS threads are pinned on both sides to the same number (``PYFLUX_MNIST_BLAS_THREADS=n``, else Julia's
+  follows NumPy's), so timings compare like with like.
+* ``PYFLUX_MNIST_JULIA=0`` switches the Flux backend off without looking for Julia at all.
+
+Arrays: ``X`` arrives as ``(784, N)`` float32 Fortran-ordered (the ``.T`` of a C ``(N, 784)`` buffer), which
+is Julia's column-major layout, so juliacall passes it as a zero-copy ``PyArray``. Julia copies it once, per
+trainer, into a ``Matrix{Float32}`` (a ``PyArray`` is not a ``DenseArray``, so ``W * X`` on it would not call
+BLAS). Everything Julia returns is copied into NumPy (:func:`to_numpy`), never kept as a view of Julia memory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+import warnings
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendUnavailable, PyfluxError
+
+JULIA_SWITCH = "PYFLUX_MNIST_JULIA"  # "0" turns the Flux backend off
+THREADS_ENV = "PYFLUX_MNIST_JULIA_THREADS"
+BLAS_ENV = "PYFLUX_MNIST_BLAS_THREADS"
+DOCS = "docs/flux-backend.md"
+
+INSTALL_HINT = (
+    "the Flux backend needs Julia: pip install 'pyflux-mnist[julia]' (first use downloads Julia and Flux)"
+)
+SWITCHED_OFF = f"the Flux backend is switched off ({JULIA_SWITCH}=0)"
+
+
+class JuliaRuntimeError(PyfluxError):
+    """Julia raised an error while training or predicting; the message is the first line of its showerror."""
+
+
+def _falsy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("0", "no", "false", "off")
+
+
+# --- availability (cheap: never imports juliacall) ----------------------------------------------------
+
+
+_lock = threading.RLock()
+_julia: Julia | None = None
+_failure: str | None = None  # why loading failed in this process (juliacall cannot be re-initialised)
+
+
+def unavailable_reason() -> str | None:
+    """``None`` if the Flux backend may be tried, else one line saying why not. Never starts Julia."""
+    if _falsy(os.environ.get(JULIA_SWITCH)):
+        return SWITCHED_OFF
+    if _failure is not None:
+        return _failure
+    if _julia is None and importlib.util.find_spec("juliacall") is None:
+        return INSTALL_HINT
+    return None
+
+
+def setup_failure_message(error: BaseException) -> str:
+    """One line for "juliacall is installed but could not give us Julia + Flux" (offline, no Julia...)."""
+    detail = first_line(str(error)) or type(error).__name__
+    return (
+        f"juliacall could not set up Julia and Flux ({detail}); without internet access, point "
+        "PYTHON_JULIAPKG_EXE at an installed Julia whose depot has Flux and set PYTHON_JULIAPKG_OFFLINE=yes "
+        f"(see {DOCS}, section 'Offline and existing Julia')"
+    )
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def translate_julia_error(error: BaseException, showerror: Any = None) -> JuliaRuntimeError:
+    """A one-line :class:`JuliaRuntimeError` from a ``juliacall.JuliaError``.
+
+    ``str(JuliaError)`` is Julia's ``showerror`` *with* the backtrace; the first line is the message itself.
+    ``showerror(exception) -> str``, when given, renders it without computing the backtrace text. Callers
+    raise the result ``from error``, so ``--verbose`` (which prints the chained traceback) still shows Julia's
+    full trace.
+    """
+    text = None
+    exception = getattr(error, "exception", None)
+    if showerror is not None and exception is not None:
+        try:
+            text = str(showerror(exception))
+        except Exception:  # rendering the error must never hide the error
+            text = None
+    if not text:
+        text = str(error)
+    return JuliaRuntimeError(f"Julia: {first_line(text) or type(error).__name__}")
+
+
+# --- environment, set before the first `import juliacall` ----------------------------------------------
+
+
+def configure_environment(
+    environ: MutableMapping[str, str] | None = None, threads: int | str | None = None
+) -> dict[str, str]:
+    """Set juliacall's options in ``environ`` (default ``os.environ``) unless the user set them already.
+
+    Returns the juliacall variables as they now stand. Only effective before juliacall is imported.
+    """
+    env = os.environ if environ is None else environ
+    if threads is None:
+        threads = env.get(THREADS_ENV)
+    if threads is not None and "PYTHON_JULIACALL_THREADS" not in env:
+        env["PYTHON_JULIACALL_THREADS"] = str(threads)
+    env.setdefault("PYTHON_JULIACALL_THREADS", "1")
+    n = env["PYTHON_JULIACALL_THREADS"].strip()
+    if n == "auto" or (n.isdigit() and int(n) > 1):
+        env.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")
+    return {k: v for k, v in env.items() if k.startswith("PYTHON_JULIACALL_")}
+
+
+def _warn_import_order() -> None:
+    if "juliacall" in sys.modules:
+        warnings.warn(
+            "juliacall was imported before pyflux_mnist could configure it: its thread and signal settings "
+            "are whatever that first import used",
+            stacklevel=3,
+        )
+    elif "torch" in sys.modules:
+        warnings.warn(
+            "torch was imported before juliacall, which PythonCall reports can corrupt the heap; start the "
+            "Flux backend (or import juliacall) before importing torch",
+            stacklevel=3,
+        )
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+
+def module_path() -> Path:
+    """``PyFluxMNIST.jl``: package data in a wheel (``pyflux_mnist/julia`` links to the top-level ``julia/``
+    in a checkout); a checkout whose symlink was not created (e.g. Windows) falls back to ``julia/``."""
+    packaged = Path(str(resources.files("pyflux_mnist") / "julia" / "PyFluxMNIST.jl"))
+    if packaged.is_file():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "julia" / "PyFluxMNIST.jl"
+    if source.is_file():
+        return source
+    raise BackendUnavailable(f"PyFluxMNIST.jl is missing from the installation (looked for {packaged})")
+
+
+@dataclass
+class Julia:
+    """A started Julia with our module loaded: ``call`` runs one of its functions, translating errors."""
+
+    juliacall: Any
+    host: Any  # the juliacall.newmodule namespace the file was included into
+    module: Any  # PyFluxMNIST
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """``PyFluxMNIST.<name>(args...; kwargs...)`` (juliacall spells ``f!`` as ``f_b``)."""
+        try:
+            return getattr(self.module, name)(*args, **kwargs)
+        except self.juliacall.JuliaError as e:
+            raise translate_julia_error(e, self._showerror) from e
+
+    def _showerror(self, exception: Any) -> str:
+        return str(self.juliacall.Main.sprint(self.juliacall.Main.showerror, exception))
+
+    def versions(self) -> tuple[str, str]:
+        julia, flux = self.call("versions")
+        return str(julia), str(flux)
+
+    def set_blas_threads(self, n: int) -> None:
+        self.host.seval("import LinearAlgebra")
+        self.host.seval("LinearAlgebra.BLAS.set_num_threads")(int(n))
+
+    def blas_threads(self) -> int:
+        self.host.seval("import LinearAlgebra")
+        return int(self.host.seval("LinearAlgebra.BLAS.get_num_threads()"))
+
+
+def load() -> Julia:
+    """Start Julia (once per process) and load ``PyFluxMNIST.jl``; :class:`BackendUnavailable` if we can't."""
+    global _julia, _failure
+    with _lock:
+        if _julia is not None:
+            return _julia
+        reason = unavailable_reason()
+        if reason is not None:
+            raise BackendUnavailable(reason)
+        _warn_import_order()
+        configure_environment()
+        try:
+            import juliacall
+        except ImportError:
+            raise BackendUnavailable(INSTALL_HINT) from None
+        except Exception as e:  # juliapkg could not find/download Julia or resolve Flux; PythonCall failed
+            _failure = setup_failure_message(e)
+            raise BackendUnavailable(_failure) from e
+        try:
+            host = juliacall.newmodule("PyFluxMNISTHost")
+            module = host.include(str(module_path()))  # the path is an argument, never pasted into code
+        except juliacall.JuliaError as e:
+            _failure = setup_failure_message(e)
+            raise BackendUnavailable(_failure) from e
+        julia = Julia(juliacall, host, module)
+        _pin_blas(julia)
+        _julia = julia
+        return julia
+
+
+def _pin_blas(julia: Julia) -> None:
+    """Same BLAS thread count on both sides: ``$PYFLUX_MNIST_BLAS_THREADS``, else NumPy's current one."""
+    wanted = os.environ.get(BLAS_ENV)
+    try:
+        if wanted:
+            pin_blas_threads(int(wanted), julia)
+        else:
+            n = numpy_blas_threads()
+            if n is not None:
+                julia.set_blas_threads(n)
+    except Exception as e:  # never fail training over a benchmark nicety
+        warnings.warn(f"could not pin BLAS threads: {first_line(str(e))}", stacklevel=3)
+
+
+def numpy_blas_threads() -> int | None:
+    """NumPy's BLAS thread count (``None`` without threadpoolctl)."""
+    if importlib.util.find_spec("threadpoolctl") is None:
+        return None
+    from threadpoolctl import threadpool_info
+
+    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return min(counts) if counts else None
+
+
+def pin_blas_threads(n: int, julia: Julia | None = None) -> None:
+    """Use ``n`` BLAS threads in NumPy (through threadpoolctl, when installed) and in Julia."""
+    if n < 1:
+        raise PyfluxError(f"BLAS threads must be at least 1, got {n}")
+    if importlib.util.find_spec("threadpoolctl") is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n, user_api="blas")  # applies now, for the rest of the process
+    (julia or load()).set_blas_threads(n)
+
+
+def julia_status(start: bool = False) -> dict[str, Any]:
+    """What ``pyflux-mnist info`` shows: versions when available, else the reason. Starts Julia only if
+    ``start`` (or if it is already running)."""
+    status: dict[str, Any] = {
+        "available": False,
+        "reason": unavailable_reason(),
+        "juliacall": _dist_version("juliacall"),
+        "julia": None,
+        "flux": None,
+        "started": _julia is not None,
+        "julia_threads": os.environ.get("PYTHON_JULIACALL_THREADS"),
+    }
+    if status["reason"] is None and (start or _julia is not None):
+        try:
+            julia = load()
+            status["julia"], status["flux"] = julia.versions()
+            status["blas_threads"] = julia.blas_threads()
+            status["started"] = True
+        except PyfluxError as e:
+            status["reason"] = str(e)
+    status["available"] = status["reason"] is None
+    return status
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+# --- arrays in and out ---------------------------------------------------------------------------------
+
+
+def julia_matrix(A: np.ndarray, rows: int | None = None, what: str = "X") -> np.ndarray:
+    """``A`` as Julia wants it: 2-D float32, Fortran-ordered. The usual input (the ``.T`` of a C buffer) is
+    returned as is, no copy; anything else is copied once here."""
+    A = np.asarray(A)
+    if A.ndim != 2 or (rows is not None and A.shape[0] != rows):
+        want = f"({rows}, N)" if rows is not None else "2-D"
+        raise PyfluxError(f"{what} must be a {want} array (features × samples), got shape {A.shape}")
+    if A.dtype == np.float32 and A.flags.f_contiguous:
+        return A
+    return np.asfortranarray(A, dtype=np.float32)
+
+
+def julia_params(params: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """``(W1, b1, ...)`` as float32 arrays; a Python tuple becomes a Julia ``Tuple`` of ``PyArray`` views,
+    which Julia copies into its own ``Matrix{Float32}``/``Vector{Float32}`` when it builds the layers."""
+    return tuple(np.ascontiguousarray(p, dtype=np.float32) for p in params)
+
+
+def encode_batches(batches: Sequence[np.ndarray | None], n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Batches as two int64 arrays for one Julia call: the 0-based indices of all batches, concatenated,
+    and one size per batch (``-1``: the full batch). Julia adds the 1 and checks the range again."""
+    sizes = np.empty(len(batches), dtype=np.int64)
+    parts: list[np.ndarray] = []
+    for k, batch in enumerate(batches):
+        if batch is None:
+            sizes[k] = -1
+            continue
+        b = np.asarray(batch)
+        if b.ndim != 1 or b.size == 0 or not np.issubdtype(b.dtype, np.integer):
+            raise PyfluxError(f"batch {k} must be a non-empty 1-D array of sample indices, got {b!r:.60}")
+        if b.min() < 0 or b.max() >= n_samples:
+            raise PyfluxError(f"batch {k} has sample indices outside 0..{n_samples - 1}")
+        sizes[k] = b.size
+        parts.append(b.astype(np.int64, copy=False))
+    indices = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    return indices, sizes
+
+
+def to_numpy(value: Any, dtype: Any = np.float32) -> np.ndarray:
+    """A C-ordered NumPy copy of a Julia array (``np.asarray`` alone would be a live view of Julia memory)."""
+    return np.array(value, dtype=dtype, order="C", copy=True)

@@ -1,0 +1,289 @@
+"""The bridge's pure-Python parts, without Julia: environment before import, argument layout, error
+translation, and the startup sequence against a stand-in ``juliacall`` module."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyflux_mnist import julia_bridge as jb
+from pyflux_mnist.errors import BackendUnavailable, PyfluxError
+
+
+@pytest.fixture
+def fresh_bridge(monkeypatch):
+    """A bridge that has not started Julia in this process, with no juliacall settings in the environment."""
+    monkeypatch.setattr(jb, "_julia", None)
+    monkeypatch.setattr(jb, "_failure", None)
+    for key in list(__import__("os").environ):
+        if key.startswith("PYTHON_JULIACALL_") or key.startswith("PYFLUX_MNIST_JULIA") or key == jb.BLAS_ENV:
+            monkeypatch.delenv(key)
+    monkeypatch.delitem(sys.modules, "juliacall", raising=False)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    return jb
+
+
+FAKE_JULIACALL = """
+import os
+
+ENV_AT_IMPORT = {k: v for k, v in os.environ.items() if k.startswith("PYTHON_JULIACALL_")}
+FAIL = os.environ.get("FAKE_JULIACALL_FAIL")
+if FAIL:
+    raise Exception(FAIL)
+INCLUDED = []
+
+
+class JuliaError(Exception):
+    @property
+    def exception(self):
+        return self.args[0]
+
+
+class Module:
+    def seval(self, code):
+        return 1 if "get_num_threads" in code else (lambda *args: None)
+
+    def include(self, path):
+        INCLUDED.append(path)
+        return PyFluxMNIST()
+
+
+class PyFluxMNIST:
+    def versions(self):
+        return ("1.11.5", "0.16.11")
+
+    def boom(self):
+        raise JuliaError("ArgumentError: expected X with 784 rows", "backtrace")
+
+
+def newmodule(name):
+    return Module()
+
+
+class Main:
+    @staticmethod
+    def sprint(f, e):
+        return f"{e}\\nStacktrace:\\n [1] top-level scope"
+
+    showerror = None
+"""
+
+
+@pytest.fixture
+def fake_juliacall(fresh_bridge, tmp_path, monkeypatch):
+    (tmp_path / "juliacall.py").write_text(textwrap.dedent(FAKE_JULIACALL))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(jb, "_pin_blas", lambda julia: None)
+    return tmp_path
+
+
+# --- environment ---------------------------------------------------------------------------------------
+
+
+def test_default_is_one_thread_without_signal_handling():
+    env: dict[str, str] = {}
+    jb.configure_environment(env)
+    assert env == {"PYTHON_JULIACALL_THREADS": "1"}
+
+
+@pytest.mark.parametrize("threads", [4, "auto"])
+def test_more_threads_turn_on_julia_signal_handling(threads):
+    env: dict[str, str] = {}
+    jb.configure_environment(env, threads=threads)
+    assert env == {"PYTHON_JULIACALL_THREADS": str(threads), "PYTHON_JULIACALL_HANDLE_SIGNALS": "yes"}
+
+
+def test_users_settings_win():
+    env = {"PYTHON_JULIACALL_THREADS": "2", "PYTHON_JULIACALL_HANDLE_SIGNALS": "no", jb.THREADS_ENV: "8"}
+    jb.configure_environment(env)
+    assert env["PYTHON_JULIACALL_THREADS"] == "2" and env["PYTHON_JULIACALL_HANDLE_SIGNALS"] == "no"
+    env = {jb.THREADS_ENV: "3"}
+    jb.configure_environment(env)
+    assert env["PYTHON_JULIACALL_THREADS"] == "3"
+
+
+def test_environment_is_set_before_juliacall_is_imported(fake_juliacall):
+    julia = jb.load()
+    import juliacall  # the stand-in, as the bridge imported it
+
+    assert juliacall.ENV_AT_IMPORT == {"PYTHON_JULIACALL_THREADS": "1"}
+    assert [str(jb.module_path())] == juliacall.INCLUDED  # the path, passed as an argument
+    assert jb.load() is julia and len(juliacall.INCLUDED) == 1  # once per process
+    assert julia.versions() == ("1.11.5", "0.16.11")
+
+
+def test_warns_when_torch_came_first(fake_juliacall, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", type(sys)("torch"))
+    with pytest.warns(UserWarning, match="torch was imported before juliacall"):
+        jb.load()
+
+
+def test_no_warning_in_the_right_order(fake_juliacall):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jb.load()
+
+
+# --- availability and errors ---------------------------------------------------------------------------
+
+
+def test_unavailable_without_juliacall(fresh_bridge, monkeypatch):
+    real = jb.importlib.util.find_spec
+    monkeypatch.setattr(
+        jb.importlib.util, "find_spec", lambda name, *a: None if name == "juliacall" else real(name, *a)
+    )
+    from pyflux_mnist.backends import get_backend
+
+    with pytest.raises(BackendUnavailable) as e:
+        get_backend("flux")
+    assert str(e.value) == jb.INSTALL_HINT
+    assert "pip install 'pyflux-mnist[julia]'" in str(e.value)
+    assert "juliacall" not in sys.modules
+
+
+def test_switched_off_by_environment(fresh_bridge, monkeypatch):
+    monkeypatch.setenv(jb.JULIA_SWITCH, "0")
+    assert jb.unavailable_reason() == jb.SWITCHED_OFF
+    with pytest.raises(BackendUnavailable, match="PYFLUX_MNIST_JULIA=0"):
+        jb.load()
+
+
+def test_availability_check_never_imports_juliacall(fake_juliacall):
+    assert jb.unavailable_reason() is None
+    status = jb.julia_status()
+    assert status["available"] and not status["started"] and status["julia"] is None
+    assert "juliacall" not in sys.modules
+
+
+def test_julia_status_starts_julia_only_when_asked(fake_juliacall):
+    status = jb.julia_status(start=True)
+    assert status["available"] and status["started"]
+    assert (status["julia"], status["flux"]) == ("1.11.5", "0.16.11")
+
+
+def test_setup_failure_is_one_line_naming_the_offline_settings(fake_juliacall, monkeypatch):
+    monkeypatch.setenv("FAKE_JULIACALL_FAIL", "Could not download Julia\nlong details")
+    with pytest.raises(BackendUnavailable) as e:
+        jb.load()
+    msg = str(e.value)
+    assert "\n" not in msg and "Could not download Julia" in msg
+    for needle in ("PYTHON_JULIAPKG_OFFLINE", "PYTHON_JULIAPKG_EXE", "docs/flux-backend.md"):
+        assert needle in msg
+    assert jb.unavailable_reason() == msg  # remembered: juliacall cannot be started twice
+    assert jb.julia_status()["reason"] == msg
+
+
+class FakeJuliaError(Exception):
+    """Like juliacall.JuliaError: args (exception, backtrace), str = showerror with the backtrace."""
+
+    @property
+    def exception(self):
+        return self.args[0]
+
+    def __str__(self):
+        return f"{self.args[0]}\nStacktrace:\n [1] train_steps!(...)\n [2] top-level scope"
+
+
+def test_julia_error_becomes_its_first_line():
+    err = jb.translate_julia_error(FakeJuliaError("ArgumentError: batch indices must be 0-based", None))
+    assert isinstance(err, jb.JuliaRuntimeError) and isinstance(err, PyfluxError)
+    assert str(err) == "Julia: ArgumentError: batch indices must be 0-based"
+
+
+def test_julia_error_uses_showerror_without_backtrace_when_given():
+    err = jb.translate_julia_error(FakeJuliaError("E", None), showerror=lambda e: f"\nDomainError: {e}\nmore")
+    assert str(err) == "Julia: DomainError: E"
+    broken = jb.translate_julia_error(FakeJuliaError("E", None), showerror=lambda e: 1 / 0)
+    assert str(broken) == "Julia: E"
+
+
+def test_call_translates_julia_errors_and_keeps_the_trace_as_cause(fake_juliacall):
+    julia = jb.load()
+    with pytest.raises(jb.JuliaRuntimeError) as e:
+        julia.call("boom")
+    assert str(e.value) == "Julia: ArgumentError: expected X with 784 rows"
+    assert type(e.value.__cause__).__name__ == "JuliaError"  # printed only by --verbose
+
+
+def test_cli_prints_one_line_and_exits_1(monkeypatch):
+    if not (Path(jb.__file__).parent / "cli" / "train.py").exists():
+        pytest.skip("the CLI commands (pyflux_mnist/cli/train.py) are not in this tree yet")
+    import click
+    from click.testing import CliRunner
+
+    from pyflux_mnist.cli import cli
+
+    @cli.command("raise-julia-error")
+    def _raise():
+        raise jb.translate_julia_error(FakeJuliaError("ArgumentError: bad", None)) from FakeJuliaError(
+            "ArgumentError: bad", None
+        )
+
+    try:
+        result = CliRunner().invoke(cli, ["raise-julia-error"])
+        assert result.exit_code == 1
+        assert result.output.strip() == "Error: Julia: ArgumentError: bad"
+        verbose = CliRunner().invoke(cli, ["--verbose", "raise-julia-error"])
+        assert verbose.exit_code == 1 and "Stacktrace" in verbose.output
+    finally:
+        cli.commands.pop("raise-julia-error", None)
+    assert isinstance(cli, click.Group)
+
+
+# --- arrays --------------------------------------------------------------------------------------------
+
+
+def test_X_transpose_goes_to_julia_without_a_copy():
+    rows = np.random.default_rng(0).random((50, 784), dtype=np.float32)  # C (N, 784)
+    X = rows.T
+    passed = jb.julia_matrix(X, rows=784)
+    assert passed is X
+    assert passed.shape == (784, 50) and passed.dtype == np.float32 and passed.flags.f_contiguous
+    assert np.shares_memory(passed, rows)
+
+
+@pytest.mark.parametrize("X", [np.zeros((784, 5), np.float32), np.zeros((5, 784), np.float64).T])
+def test_other_layouts_are_copied_once_to_fortran_float32(X):
+    passed = jb.julia_matrix(X)
+    assert passed.flags.f_contiguous and passed.dtype == np.float32 and not np.shares_memory(passed, X)
+
+
+def test_wrong_shapes_are_refused():
+    with pytest.raises(PyfluxError, match=r"\(10, N\)"):
+        jb.julia_matrix(np.zeros((784, 3), np.float32), rows=10, what="Y")
+    with pytest.raises(PyfluxError, match="2-D"):
+        jb.julia_matrix(np.zeros(784, np.float32))
+
+
+def test_params_are_float32_c_arrays():
+    params = [np.ones((32, 784)), np.zeros(32, np.float32), np.asfortranarray(np.ones((10, 32), np.float32))]
+    out = jb.julia_params(params)
+    assert isinstance(out, tuple)
+    assert all(p.dtype == np.float32 and p.flags.c_contiguous for p in out)
+    assert out[1] is params[1]
+
+
+def test_batches_are_flattened_with_sizes():
+    idx, sizes = jb.encode_batches([np.array([3, 1, 2]), None, np.array([0], np.int32)], 4)
+    assert idx.dtype == np.int64 and sizes.dtype == np.int64
+    assert idx.tolist() == [3, 1, 2, 0] and sizes.tolist() == [3, -1, 1]
+    idx, sizes = jb.encode_batches([None, None], 4)
+    assert idx.size == 0 and sizes.tolist() == [-1, -1]
+
+
+@pytest.mark.parametrize("bad", [np.array([4]), np.array([-1]), np.array([], np.int64), np.array([0.5])])
+def test_bad_batches_are_refused(bad):
+    with pytest.raises(PyfluxError):
+        jb.encode_batches([bad], 4)
+
+
+def test_results_are_copied_out_of_julia_memory():
+    julia_memory = np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    out = jb.to_numpy(julia_memory)
+    assert not np.shares_memory(out, julia_memory) and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, julia_memory)

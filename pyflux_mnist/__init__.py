@@ -1,3 +1,27 @@
-"""pyflux-mnist: MNIST prepared in NumPy, trained by Julia's Flux.jl or its NumPy twin."""
+"""pyflux-mnist: MNIST prepared in NumPy, trained by Julia's Flux.jl or its NumPy twin.
+
+The public API: :func:`train`, :func:`load_model`, :class:`Model`, the recipes, and :func:`load_mnist`.
+Importing the package loads neither torch nor Julia; backends are imported when first used.
+"""
 
 __version__ = "0.1.0"
+
+from .errors import PyfluxError  # noqa: E402
+from .mnist import load_mnist  # noqa: E402
+from .model import Model, load_model  # noqa: E402
+from .recipes import RECIPES, get_recipe  # noqa: E402
+from .spec import Recipe  # noqa: E402
+from .training import TrainResult, train  # noqa: E402
+
+__all__ = [
+    "RECIPES",
+    "Model",
+    "PyfluxError",
+    "Recipe",
+    "TrainResult",
+    "__version__",
+    "get_recipe",
+    "load_mnist",
+    "load_model",
+    "train",
+]

@@ -156,7 +156,7 @@ def _read_array(npz: Any, name: str, shape: tuple[int, ...], path: Path) -> np.n
         header = (
             np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         )(f)
-    declared_shape, fortran, dtype = header
+    declared_shape, _fortran, dtype = header
     if dtype != np.float32 or declared_shape != shape:
         raise ModelFileError(f"{path}: {name} should be float32 {shape}, found {dtype} {declared_shape}")
     a = npz[name]

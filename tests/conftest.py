@@ -1,4 +1,5 @@
-"""Shared fixtures. Tests use the real MNIST files: ``$PYFLUX_MNIST_DATA`` or ``../shared/data/mnist``."""
+"""Shared fixtures. Tests use the real MNIST files: ``$PYFLUX_MNIST_DATA``, ``../shared/data/mnist``, or the
+user's cache (filled by ``pyflux-mnist data download``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Read before any test swaps XDG_CACHE_HOME for a temporary one.
+USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyflux-mnist"
 
 
 def _mnist_dir() -> Path | None:
-    for candidate in (os.environ.get("PYFLUX_MNIST_DATA"), REPO.parent / "shared" / "data" / "mnist"):
-        if candidate and Path(candidate, "train-images-idx3-ubyte.gz").exists():
+    for candidate in (
+        os.environ.get("PYFLUX_MNIST_DATA"),
+        REPO.parent / "shared" / "data" / "mnist",
+        USER_CACHE,
+    ):
+        if candidate and any(
+            Path(candidate, f"train-images-idx3-ubyte{ext}").exists() for ext in (".gz", "")
+        ):
             return Path(candidate)
     return None
 
@@ -21,7 +30,7 @@ def _mnist_dir() -> Path | None:
 def mnist_dir() -> Path:
     path = _mnist_dir()
     if path is None:
-        pytest.skip("real MNIST files not found: set PYFLUX_MNIST_DATA to a directory holding them")
+        pytest.skip("real MNIST files not found: run 'pyflux-mnist data download' or set PYFLUX_MNIST_DATA")
     return path
 
 

@@ -42,7 +42,9 @@ def test_gradients_match_finite_differences(activation: str, loss: str) -> None:
     rng = np.random.default_rng(1)
     for i, p in enumerate(params):
         # every bias entry and a sample of weights, including ones fed by nonzero pixels
-        picks = [np.unravel_index(k, p.shape) for k in rng.choice(p.size, size=min(p.size, 12), replace=False)]
+        picks = [
+            np.unravel_index(k, p.shape) for k in rng.choice(p.size, size=min(p.size, 12), replace=False)
+        ]
         for idx in picks:
             num = _numeric_grad(spec, params, X, Y, i, idx)
             ana = grads[i][idx]

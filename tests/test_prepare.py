@@ -28,7 +28,9 @@ def test_scales(scale: str, lo: float, hi: float) -> None:
 def test_one_hot_with_custom_targets() -> None:
     Y = one_hot(np.array([3, 0]), (0.01, 0.99))
     assert Y.shape == (10, 2)
-    assert Y[3, 0] == pytest.approx(0.99) and Y[0, 0] == pytest.approx(0.01) and Y[0, 1] == pytest.approx(0.99)
+    assert (
+        Y[3, 0] == pytest.approx(0.99) and Y[0, 0] == pytest.approx(0.01) and Y[0, 1] == pytest.approx(0.99)
+    )
 
 
 def _stroke_angle(img: np.ndarray) -> float:
@@ -37,7 +39,7 @@ def _stroke_angle(img: np.ndarray) -> float:
     w = img[r, c]
     y, x = -(r - np.average(r, weights=w)), c - np.average(c, weights=w)
     cov = np.cov(np.stack([x, y]), aweights=w)
-    vals, vecs = np.linalg.eigh(cov)
+    _, vecs = np.linalg.eigh(cov)
     vx, vy = vecs[:, -1]
     if vy < 0:
         vx, vy = -vx, -vy
@@ -86,7 +88,7 @@ def test_epoch_schedule_visits_every_sample_once_per_epoch_with_partial_last_bat
 
 
 def test_step_schedule_uses_full_batches_across_epochs() -> None:
-    s, batches = _batches("tensorflow-tutorial", 300, steps=5)
+    _, batches = _batches("tensorflow-tutorial", 300, steps=5)
     assert all(len(b) == 128 for b in batches)
     seen = np.concatenate(batches[:2])
     assert len(set(seen.tolist())) == 256  # no repeats inside one epoch

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 from local_mirror import LocalMirror
 
-import pyflux_mnist
 from pyflux_mnist.idx import write_idx
 from pyflux_mnist.mnist import FILES
-
-if not (Path(pyflux_mnist.__file__).parent / "cli" / "train.py").exists():
-    # On the `data` branch the train commands (registered beside ours) do not exist yet: stand in an
-    # empty command list so the real group can be imported. A no-op once both branches are merged.
-    sys.modules.setdefault("pyflux_mnist.cli.train", types.SimpleNamespace(COMMANDS=[]))  # type: ignore[arg-type]
 
 from pyflux_mnist.cli import cli
 

@@ -119,3 +119,59 @@ def test_python_dash_m_works() -> None:
 
     proc = subprocess.run([sys.executable, "-m", "pyflux_mnist", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train" in proc.stdout
+
+
+def _bad_data_dir(tmp_path, mnist_dir, name: str, content: bytes):
+    """A copy of MNIST (links) with one file replaced by ``content``."""
+    from pyflux_mnist.mnist import FILES
+
+    for f in FILES:
+        (tmp_path / f"{f}.gz").symlink_to(mnist_dir / f"{f}.gz")
+    (tmp_path / f"{name}.gz").unlink()
+    (tmp_path / f"{name}.gz").write_bytes(content)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        ("truncated", "t10k-labels-idx1-ubyte"),
+        (b"<!DOCTYPE html><html><body>Not Found</body></html>", "t10k-labels-idx1-ubyte"),
+        ("wrong-magic", "t10k-labels-idx1-ubyte"),
+        ("other-labels", "not the MNIST t10k-labels-idx1-ubyte"),
+    ],
+)
+def test_train_on_bad_data_gives_one_line(tmp_path, mnist_dir, content, text) -> None:
+    import gzip
+
+    good = (mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    raw = gzip.decompress(good)
+    content = {
+        "truncated": good[: len(good) // 2],
+        "wrong-magic": gzip.compress(b"\x00\x00\x08\x04" + raw[4:]),
+        "other-labels": gzip.compress(raw[:8] + bytes(10000)),  # valid IDX, all zeros: not MNIST
+    }.get(content, content)
+    data = _bad_data_dir(tmp_path, mnist_dir, "t10k-labels-idx1-ubyte", content)
+    result = CliRunner().invoke(cli, ["train", "--steps", "1", "--data-dir", str(data)])
+    _one_error_line(result, text)
+    # the user's folder is never "healed" behind their back
+    assert (data / "t10k-labels-idx1-ubyte.gz").read_bytes() == content
+
+
+def test_train_with_no_verify_accepts_non_mnist_idx(tmp_path, mnist_dir) -> None:
+    import gzip
+
+    raw = gzip.decompress((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    data = _bad_data_dir(tmp_path, mnist_dir, "t10k-labels-idx1-ubyte", gzip.compress(raw[:8] + bytes(10000)))
+    result = CliRunner().invoke(
+        cli, ["train", "--steps", "2", "--no-verify", "--json", "--data-dir", str(data)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["test_accuracy"] > 0  # all test labels are 0 now
+
+
+def test_offline_with_missing_data_dir(tmp_path) -> None:
+    result = CliRunner().invoke(cli, ["train", "--offline", "--data-dir", str(tmp_path / "none")])
+    _one_error_line(result, "does not exist")
+    empty_cache = CliRunner().invoke(cli, ["train", "--offline"], env={"PYFLUX_MNIST_DATA": ""})
+    _one_error_line(empty_cache, "offline")

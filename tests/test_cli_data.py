@@ -10,10 +10,9 @@ import pytest
 from click.testing import CliRunner, Result
 from local_mirror import LocalMirror
 
+from pyflux_mnist.cli import cli
 from pyflux_mnist.idx import write_idx
 from pyflux_mnist.mnist import FILES
-
-from pyflux_mnist.cli import cli
 
 
 def _run(*args: str) -> Result:

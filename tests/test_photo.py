@@ -204,7 +204,7 @@ def test_modes(local_mnist):
     for converted in (
         img.convert("RGB"),
         img.convert("P"),
-        img.convert("1"),
+        img.convert("1", dither=Image.Dither.NONE),
         img.convert("LA"),
         img.convert("I"),
         img.convert("F"),

@@ -132,4 +132,3 @@ def optimise_inputs(
         if blur_every and step % blur_every == 0:
             x = _blur(x).astype(np.float32)
     return x.T.reshape(10, 28, 28).copy()
-

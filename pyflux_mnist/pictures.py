@@ -168,8 +168,11 @@ def weights_png(model: Any, path: str | os.PathLike[str], max_units: int = 256) 
     """The first layer's weights of each hidden unit as a 28×28 image (orange +, blue -)."""
     W1 = np.asarray(model.params[0])
     units = min(len(W1), max_units)
-    img = digit_grid(signed_rgb(W1[:units].reshape(units, 28, 28)), [str(i) for i in range(units)],
-                     scale=2 if units > 64 else 3)
+    img = digit_grid(
+        signed_rgb(W1[:units].reshape(units, 28, 28)),
+        [str(i) for i in range(units)],
+        scale=2 if units > 64 else 3,
+    )
     save_png(img, path)
     return img
 
@@ -232,8 +235,9 @@ def loss_curve_png(
             ends = np.arange(1, n_epochs + 1) * epoch_steps
             ax.plot(ends, means, "o-", color="tab:orange", lw=1.5, label="mean loss per epoch")
             for e, m in zip(ends, means, strict=True):
-                ax.annotate(f"{m:.3f}", (e, m), textcoords="offset points", xytext=(0, 6), ha="center",
-                            fontsize=8)
+                ax.annotate(
+                    f"{m:.3f}", (e, m), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
+                )
     finite = y[np.isfinite(y) & (y > 0)]
     if finite.size and finite.max() / finite.min() > 30:
         ax.set_yscale("log")
@@ -263,8 +267,15 @@ def confusion_png(labels: np.ndarray, pred: np.ndarray, path: str | os.PathLike[
     for (r, c), count in np.ndenumerate(m):
         if count:
             dark = shown[r, c] > 0.6 * shown.max()
-            ax.text(c, r, str(count), ha="center", va="center", fontsize=8,
-                    color="white" if dark else ("black" if r == c else "tab:red"))
+            ax.text(
+                c,
+                r,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else ("black" if r == c else "tab:red"),
+            )
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
     ax.set_xlabel("predicted")

@@ -40,9 +40,12 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
+    from . import images as image_commands
     from . import train as train_commands
 
     for command in train_commands.COMMANDS:
+        cli.add_command(command)
+    for command in image_commands.COMMANDS:
         cli.add_command(command)
 
 

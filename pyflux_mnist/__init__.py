@@ -6,12 +6,12 @@ Importing the package loads neither torch nor Julia; backends are imported when 
 
 __version__ = "0.1.0"
 
-from .errors import PyfluxError  # noqa: E402
-from .mnist import load_mnist  # noqa: E402
-from .model import Model, load_model  # noqa: E402
-from .recipes import RECIPES, get_recipe  # noqa: E402
-from .spec import Recipe  # noqa: E402
-from .training import TrainResult, train  # noqa: E402
+from .errors import PyfluxError
+from .mnist import load_mnist
+from .model import Model, load_model
+from .recipes import RECIPES, get_recipe
+from .spec import Recipe
+from .training import TrainResult, train
 
 __all__ = [
     "RECIPES",

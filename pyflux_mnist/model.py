@@ -88,6 +88,12 @@ class Model:
             raise ModelFileError(f"cannot save the model to {path}: {e.strerror or e}") from None
         return path
 
+    def predict_images(self, paths: Any, top: int = 3) -> list[dict[str, Any]]:
+        """Predict image files (any photo or drawing of a digit; see :mod:`pyflux_mnist.photo`)."""
+        from .photo import predict_files
+
+        return predict_files(self, paths, top=top)
+
 
 def _name(i: int) -> str:
     """Entry names: W1, b1, W2, b2, ..."""

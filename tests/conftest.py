@@ -47,3 +47,27 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     """Never touch the user's real cache or the network from a test."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
     monkeypatch.setenv("PYFLUX_MNIST_OFFLINE", "1")
+
+
+class _Subset:
+    """The first ``n_train`` training and ``n_test`` test digits of real MNIST."""
+
+    def __init__(self, mnist, n_train: int, n_test: int) -> None:
+        self.train_images, self.train_labels = mnist.train_images[:n_train], mnist.train_labels[:n_train]
+        self.test_images, self.test_labels = mnist.test_images[:n_test], mnist.test_labels[:n_test]
+
+
+@pytest.fixture(scope="session")
+def small_model(mnist):
+    """A ReLU/softmax tutorial network in seconds: 40 full-batch Adam steps on 10000 digits (~0.85)."""
+    from pyflux_mnist.training import train
+
+    return train("flux-tutorial", data=_Subset(mnist, 10000, 1000), steps=40, seed=0).model
+
+
+@pytest.fixture(scope="session")
+def rashid_model(mnist):
+    """A sigmoid, squared-error Rashid network: 3000 per-sample steps."""
+    from pyflux_mnist.training import resolve_recipe, train
+
+    return train(resolve_recipe("rashid", steps=3000), data=_Subset(mnist, 3000, 1000), seed=0).model

@@ -41,10 +41,12 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def _register() -> None:
     from . import data as data_commands
+    from . import images as image_commands
     from . import train as train_commands
 
-    for command in [*data_commands.COMMANDS, *train_commands.COMMANDS]:
-        cli.add_command(command)
+    for module in (train_commands, data_commands, image_commands):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _register()

@@ -1,0 +1,134 @@
+"""Back-query: for each label, the image the network "thinks" is that digit.
+
+Two methods, chosen by the network:
+
+* ``rashid`` (sigmoid networks, Rashid's *Make Your Own Neural Network*, part 3): put the target vector
+  (0.99 for the label, 0.01 elsewhere) on the output, undo each layer backwards: the inverse sigmoid
+  (logit), minus the bias, then the transposed weights; before the next logit the signal is min-max
+  rescaled into 0.01..0.99, because a logit only accepts values strictly between 0 and 1. The input found
+  this way is rescaled into 0.01..0.99 too. The transposed weights are not the inverse of the weights
+  (784 inputs, 200 hidden units), so the result is a picture of what the weights favour, not an exact
+  pre-image.
+
+* ``optimise`` (ReLU, identity or softmax networks, which have no inverse): regularised input optimisation
+  (Simonyan et al. 2013, with Yosinski et al.'s 2015 blur prior). Start from a black image and repeat:
+  step along the gradient of the class score, ``log softmax(z)[label]`` of the last layer's pre-activation
+  ``z``, normalised to unit RMS; shrink the image towards black (an L2 prior, weight ``l2``); clip to the
+  valid pixel range 0..1; every ``blur_every`` steps blur with a 3×3 binomial kernel, so the image cannot
+  hide in high-frequency noise. The gradient is backpropagation through the NumPy reference network
+  (:func:`pyflux_mnist.backends.numpy_backend.forward` and ``activation_grad``).
+
+Both return ``(10, 28, 28)`` float32 images in 0..1 with ink bright, as MNIST.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backends.numpy_backend import activation_grad, forward
+from .errors import PyfluxError
+
+METHODS = ("auto", "rashid", "optimise")
+
+
+def method_for(spec: Any) -> str:
+    """``rashid`` when every layer is a sigmoid (then each has an inverse), else ``optimise``."""
+    return "rashid" if all(a == "sigmoid" for a in spec.activations) else "optimise"
+
+
+def backquery(model: Any, method: str = "auto", **options: Any) -> tuple[np.ndarray, str]:
+    """``(10, 28, 28)`` images in 0..1 and the method used; ``options`` go to the method."""
+    if method not in METHODS:
+        raise PyfluxError(f"unknown back-query method {method!r}; choose one of: {', '.join(METHODS)}")
+    if method == "auto":
+        method = method_for(model.spec)
+    if method == "rashid":
+        return rashid_backquery(model, **options), method
+    return optimise_inputs(model, **options), method
+
+
+def _rescale(v: np.ndarray) -> np.ndarray:
+    """Min-max each column into 0.01..0.99 (Rashid's step before every logit)."""
+    lo = v.min(axis=0, keepdims=True)
+    span = v.max(axis=0, keepdims=True) - lo
+    return (v - lo) / np.where(span > 0, span, 1) * 0.98 + 0.01
+
+
+def _logit(y: np.ndarray) -> np.ndarray:
+    return np.log(y / (1 - y))
+
+
+def rashid_backquery(model: Any, on: float = 0.99, off: float = 0.01) -> np.ndarray:
+    """Rashid's back-query through a network of sigmoid layers."""
+    spec = model.spec
+    if method_for(spec) != "rashid":
+        raise PyfluxError(
+            "Rashid's back-query inverts sigmoids; this network has "
+            f"{', '.join(spec.activations)} layers: use the 'optimise' method"
+        )
+    a = np.full((10, 10), off, dtype=np.float64)
+    np.fill_diagonal(a, on)  # column k asks for digit k
+    for layer in reversed(range(spec.n_layers)):
+        W = model.params[2 * layer].astype(np.float64)
+        b = model.params[2 * layer + 1].astype(np.float64)
+        x = W.T @ (_logit(a) - b[:, None])
+        a = _rescale(x)  # the input of this layer; also what the next logit (one layer down) needs
+    return ((a - 0.01) / 0.98).T.reshape(10, 28, 28).astype(np.float32)
+
+
+def _input_scale(model: Any) -> tuple[float, float]:
+    """Pixel value p in 0..1 → network input ``p * k + c`` for the recipe's scaling."""
+    scale = model.recipe.data.scale
+    return {"unit": (1.0, 0.0), "raw": (255.0, 0.0), "rashid": (0.99, 0.01)}[scale]
+
+
+def class_scores(model: Any, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log-softmax of the last pre-activation for ``(784, N)`` pixels in 0..1, and its gradient for
+    column k's class k (N = 10: one image per digit)."""
+    spec, params = model.spec, model.params
+    k, c = _input_scale(model)
+    X = (pixels * k + c).astype(np.float32)
+    acts = forward(spec, params, X)
+    L = spec.n_layers - 1
+    z = params[2 * L] @ acts[L] + params[2 * L + 1][:, None]
+    z = z - z.max(axis=0, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=0, keepdims=True))
+    target = np.eye(10, pixels.shape[1], dtype=np.float32)
+    dz = target - np.exp(logp)  # d log p[label] / dz
+    dA = params[2 * L].T @ dz
+    for layer in reversed(range(L)):
+        dZ = activation_grad(spec.activations[layer], acts[layer + 1], dA)
+        dA = params[2 * layer].T @ dZ
+    return logp, dA * k
+
+
+def _blur(x: np.ndarray) -> np.ndarray:
+    """3×3 binomial blur of ``(784, N)`` images (edges replicated)."""
+    imgs = x.T.reshape(-1, 28, 28)
+    p = np.pad(imgs, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    rows = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) / 4
+    out = (rows[:, :, :-2] + 2 * rows[:, :, 1:-1] + rows[:, :, 2:]) / 4
+    return out.reshape(-1, 784).T
+
+
+def optimise_inputs(
+    model: Any,
+    steps: int = 300,
+    lr: float = 0.02,
+    l2: float = 0.5,
+    blur_every: int = 2,
+) -> np.ndarray:
+    """Regularised gradient ascent on each class score, from a black image (see the module docstring)."""
+    if steps < 1 or not lr > 0 or l2 < 0 or blur_every < 0:
+        raise PyfluxError("back-query needs steps >= 1, lr > 0, l2 >= 0 and blur_every >= 0")
+    x = np.zeros((784, 10), dtype=np.float32)
+    for step in range(1, steps + 1):
+        _, g = class_scores(model, x)
+        rms = np.sqrt(np.mean(g * g, axis=0, keepdims=True)) + 1e-12
+        x += lr * (g / rms) - lr * l2 * x
+        np.clip(x, 0, 1, out=x)
+        if blur_every and step % blur_every == 0:
+            x = _blur(x).astype(np.float32)
+    return x.T.reshape(10, 28, 28).copy()

@@ -1,0 +1,121 @@
+"""``predict``, ``backquery`` and ``show``: your own digits, and pictures of the data and the network."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import PyfluxError
+from .common import ERROR_EXIT, data_dir_option, echo_json, offline_option
+from .train import check_writable
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list: path and label + probabilities, or error."
+)
+@click.option(
+    "--save-preprocessed",
+    "save_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write the 28x28 digit the model saw for each image into this folder.",
+)
+@click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True, help="Probabilities shown.")
+@click.pass_context
+def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
+    """Predict the digit in each IMAGE (PNG, JPEG, GIF, BMP, TIFF; photos or drawings).
+
+    Each picture is made to look like an MNIST digit first: background found and inverted, lighting and
+    paper texture removed, cropped, scaled to 20 px and centred by its centre of mass in 28x28. A file that
+    cannot be read or has no ink gets its own error; the others are still predicted, and the exit code is 1.
+    """
+    from ..model import load_model
+    from ..photo import predict_files
+
+    model = load_model(model_path)
+    results = predict_files(model, images, top=top, save_dir=save_dir)
+    if as_json:
+        echo_json([{k: v for k, v in r.items() if k != "top"} for r in results])
+    else:
+        for r in results:
+            if "error" in r:
+                click.echo(f"{r['path']}: error: {r['error']}")
+                continue
+            shown = "  ".join(f"{k}: {p:.3f}" for k, p in r["top"])
+            click.echo(f"{r['path']}: {r['label']}   ({shown})")
+    if any("error" in r for r in results):
+        ctx.exit(ERROR_EXIT)
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="backquery.png", show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "rashid", "optimise"]),
+    default="auto",
+    show_default=True,
+    help="rashid: invert sigmoid layers (Rashid's back-query); optimise: regularised gradient ascent on "
+    "the class score; auto: rashid for all-sigmoid networks.",
+)
+def backquery(model_path, output, method) -> None:
+    """Draw, for each digit 0-9, the image the network "thinks" is that digit (one 10-panel PNG)."""
+    from ..backquery import backquery as run_backquery
+    from ..model import load_model
+    from ..pictures import backquery_png
+
+    model = load_model(model_path)
+    check_writable(output, "back-query picture")
+    images, used = run_backquery(model, method)
+    backquery_png(images, output, used)
+    predicted = model.predict(images * 255)
+    click.echo(f"back-query ({used}) written to {output}")
+    click.echo("the network reads them as " + " ".join(str(int(p)) for p in predicted))
+
+
+@click.group()
+def show() -> None:
+    """Pictures: MNIST samples, first-layer weights."""
+
+
+@show.command()
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("-n", "count", type=click.IntRange(1, 400), default=25, show_default=True, help="Digits.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="samples.png", show_default=True)
+@data_dir_option
+@offline_option
+def samples(split, count, output, data_dir, offline) -> None:
+    """A labelled grid of the first N MNIST digits."""
+    from ..mnist import load_mnist
+    from ..pictures import samples_png
+
+    check_writable(output, "samples picture")
+    data = load_mnist(data_dir, offline=offline or None, verify=False)
+    images, labels = (
+        (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
+    )
+    samples_png(images, labels, output, count)
+    click.echo(f"{count} {split} digits written to {output}")
+
+
+@show.command()
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="weights.png", show_default=True)
+@click.option("--max-units", type=click.IntRange(1, 4096), default=256, show_default=True)
+def weights(model_path, output, max_units) -> None:
+    """The first layer's weights of each hidden unit as a 28x28 image (orange positive, blue negative)."""
+    from ..model import load_model
+    from ..pictures import weights_png
+
+    model = load_model(model_path)
+    check_writable(output, "weights picture")
+    if model.spec.n_layers < 1:
+        raise PyfluxError("the model has no layers")
+    weights_png(model, output, max_units)
+    units = min(model.spec.sizes[1], max_units)
+    click.echo(f"{units} of {model.spec.sizes[1]} first-layer units written to {output}")
+
+
+COMMANDS = [predict, backquery, show]

@@ -40,10 +40,11 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
+    from . import bench as bench_commands
     from . import data as data_commands
     from . import train as train_commands
 
-    for command in [*data_commands.COMMANDS, *train_commands.COMMANDS]:
+    for command in [*data_commands.COMMANDS, *train_commands.COMMANDS, *bench_commands.COMMANDS]:
         cli.add_command(command)
 
 

@@ -328,7 +328,10 @@ class NumpyTrainer(Trainer):
         loss, dA = self._loss_and_output_grad(buf, acts[-1], Y)
         for layer in reversed(range(spec.n_layers)):
             dZ = self._activation_grad(buf, layer, acts[layer + 1], dA)
-            np.matmul(dZ, acts[layer].T, out=grads[2 * layer])
+            if dZ.shape[1] == 1:  # one sample: an outer product; matmul would not call BLAS for k = 1
+                np.multiply(dZ, acts[layer].T, out=grads[2 * layer])
+            else:
+                np.matmul(dZ, acts[layer].T, out=grads[2 * layer])
             if spec.bias:
                 np.sum(dZ, axis=1, out=grads[2 * layer + 1])
             if layer > 0:
@@ -408,6 +411,7 @@ class NumpyTrainer(Trainer):
 
 class NumpyBackend(Backend):
     name = "numpy"
+    chunk_size = 32  # steps per Trainer.run call: the training loop's bookkeeping is per call, not per step
 
     def version(self) -> str:
         return f"numpy {np.__version__}"

@@ -508,7 +508,20 @@ def write_json(result: dict[str, Any], path: str) -> None:
 
 
 def write_markdown(result: dict[str, Any], path: str) -> None:
+    """Write the Markdown table to ``path``; if that file already has the markers
+    ``<!-- bench:RECIPE -->`` and ``<!-- /bench:RECIPE -->``, replace only what lies between them (how
+    ``docs/benchmarks.md`` gets its tables)."""
     from .atomic import atomic_write
 
+    table = render_markdown(result)
+    recipe = result["settings"]["recipe"]
+    start, end = f"<!-- bench:{recipe} -->", f"<!-- /bench:{recipe} -->"
+    text = table
+    target = Path(path)
+    if target.is_file():
+        old = target.read_text(encoding="utf-8")
+        i, j = old.find(start), old.find(end)
+        if 0 <= i < j:
+            text = old[: i + len(start)] + "\n" + table + old[j:]
     with atomic_write(path) as f:
-        f.write(render_markdown(result).encode())
+        f.write(text.encode())

@@ -111,30 +111,33 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch) -> None:
     assert result.exit_code == 1 and result.output.startswith("Error:")
 
 
+_SAVED = {
+    "date": "2026-01-01T00:00:00+00:00",
+    "machine": {
+        "cpu": "CPU",
+        "usable_cpus": 2,
+        "logical_cpus": 2,
+        "threads": 2,
+        "numpy": "2",
+        "python": "3",
+        "blas": [{"user_api": "blas", "internal_api": "openblas", "version": "0.3", "architecture": "X"}],
+    },
+    "settings": {
+        "recipe": "flux-tutorial",
+        "samples_per_step": 60000,
+        "repeat": 1,
+        "steps": 1,
+        "seed": 0,
+        "batch_size": 0,
+        "steps_per_epoch": None,
+    },
+    "roofline": {"gflop_per_step": 6.1, "sgemm_gflops": 200.0, "ms_per_step": 30.5},
+    "results": [{"backend": "flux", "status": "unavailable", "reason": "no Julia"}],
+}
+
+
 def test_render_from_saved_json(tmp_path) -> None:
-    saved = {
-        "date": "2026-01-01T00:00:00+00:00",
-        "machine": {
-            "cpu": "CPU",
-            "usable_cpus": 2,
-            "logical_cpus": 2,
-            "threads": 2,
-            "numpy": "2",
-            "python": "3",
-            "blas": [{"user_api": "blas", "internal_api": "openblas", "version": "0.3", "architecture": "X"}],
-        },
-        "settings": {
-            "recipe": "flux-tutorial",
-            "samples_per_step": 60000,
-            "repeat": 1,
-            "steps": 1,
-            "seed": 0,
-            "batch_size": 0,
-            "steps_per_epoch": None,
-        },
-        "roofline": {"gflop_per_step": 6.1, "sgemm_gflops": 200.0, "ms_per_step": 30.5},
-        "results": [{"backend": "flux", "status": "unavailable", "reason": "no Julia"}],
-    }
+    saved = _SAVED
     path = tmp_path / "saved.json"
     path.write_text(json.dumps(saved))
     result = CliRunner().invoke(
@@ -218,3 +221,17 @@ def test_fast_trainer_keeps_every_column_for_foreign_optimiser_state(mnist) -> N
     np.testing.assert_allclose(fast2.run([None] * 3), ref2.run([None] * 3), rtol=1e-6)
     np.testing.assert_allclose(fast2.parameters()[0], ref2.parameters()[0], rtol=1e-4, atol=1e-6)
     assert fast is not None
+
+
+def test_markdown_fills_the_marked_section_of_an_existing_file(tmp_path) -> None:
+    from pyflux_mnist.bench import write_markdown
+
+    saved = json.loads(json.dumps(_SAVED))
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- bench:flux-tutorial -->\nold table\n<!-- /bench:flux-tutorial -->\nafter\n")
+    write_markdown(saved, str(doc))
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- bench:flux-tutorial -->\n") and text.endswith(
+        "<!-- /bench:flux-tutorial -->\nafter\n"
+    )
+    assert "old table" not in text and render_markdown(saved) in text

@@ -409,6 +409,7 @@ class NumpyTrainer(Trainer):
                 state = {k: np.asarray(v)[:, used] if k.endswith("/0") else v for k, v in state.items()}
         self.optimizer.load_state(state)
 
+
 class NumpyBackend(Backend):
     name = "numpy"
     chunk_size = 32  # steps per Trainer.run call: the training loop's bookkeeping is per call, not per step

@@ -40,11 +40,12 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
+    from . import bench as bench_commands
     from . import data as data_commands
     from . import images as image_commands
     from . import train as train_commands
 
-    for module in (train_commands, data_commands, image_commands):
+    for module in (train_commands, data_commands, image_commands, bench_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

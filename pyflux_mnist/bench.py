@@ -1,0 +1,527 @@
+"""``pyflux-mnist bench``: Flux vs NumPy vs PyTorch on the same recipe, fairly and reproducibly.
+
+Fairness, by construction:
+
+* Every backend trains the same recipe from the same initial weights (drawn from ``seed``, checked by a hash
+  each worker reports) on the same prepared data, in the same batch order.
+* Each backend runs in its own process (:mod:`pyflux_mnist.bench_worker`), started with
+  ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` = ``threads`` before any library loads;
+  torch gets ``torch.set_num_threads(threads)``, Julia gets ``threads`` threads and ``threads`` BLAS
+  threads. Each worker reports the thread counts it actually runs with.
+* The timed repeats are **interleaved**: round 1 runs every backend once, then round 2, and so on, with the
+  backends in a rotating order. A burst of load from something else on the machine then hits every backend
+  in the same round, and the ratios (taken round by round, then the median) stay meaningful even when the
+  absolute times do not.
+* The roofline is measured in the same rounds: a square float32 matrix product with the same BLAS and
+  thread count, giving this machine's sgemm GFLOP/s right now, and so the time per step that the model's
+  matrix products alone would need at that rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import itertools
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .backends import BACKENDS, backend_status
+from .errors import SpecError
+from .spec import Recipe
+
+DEFAULT_BACKENDS = ("numpy", "flux", "torch")
+DEFAULT_REPEAT = 5
+#: Pause between two timed runs, so one process's spinning BLAS/OpenMP threads are asleep before the next.
+SETTLE_S = 0.2
+#: Environment variables that set thread counts; each worker gets all of them set to ``threads``.
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+#: OpenBLAS settings that change which kernel runs; reported, never changed.
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE")
+
+Progress = Callable[[str], None]
+
+
+# --- what is measured ---------------------------------------------------------------------------------
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def steps_per_epoch(recipe: Recipe, n_samples: int) -> int | None:
+    """Steps in one pass over the training set (``None`` for full-batch recipes counted in steps)."""
+    if recipe.batch_size == 0:
+        return 1 if recipe.epochs else None
+    return -(-n_samples // recipe.batch_size)
+
+
+def default_steps(recipe: Recipe, n_samples: int) -> int:
+    """Timed steps per repeat: 10 full-batch steps, else one epoch (at most 2000 steps)."""
+    if recipe.batch_size == 0:
+        return 10
+    return min(steps_per_epoch(recipe, n_samples) or 2000, 2000)
+
+
+def flops_per_step(recipe: Recipe, batch: int) -> float:
+    """Floating-point operations of the matrix products in one training step on ``batch`` samples.
+
+    Per layer ``in → out``: the forward product and the weight gradient, ``2·batch·in·out`` each, and the
+    gradient with respect to the layer's input (not needed for the first layer), another ``2·batch·in·out``.
+    Element-wise work (activations, softmax, optimiser) is not counted: it is small next to the products.
+    """
+    sizes = recipe.model.sizes
+    total = 0.0
+    for layer, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        products = 2 if layer == 0 else 3
+        total += products * 2.0 * batch * n_in * n_out
+    return total
+
+
+def bench_recipe(recipe: Recipe, total_steps: int, n_samples: int) -> Recipe:
+    """``recipe`` made long enough for ``total_steps``, keeping its batch order (epochs stay epochs)."""
+    per_epoch = steps_per_epoch(recipe, n_samples)
+    if recipe.epochs and recipe.batch_size:
+        return recipe.replace(epochs=-(-total_steps // per_epoch))
+    return recipe.replace(steps=total_steps, epochs=0)
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """CPU, cores, load, Python and library versions; the BLAS details come from the workers."""
+    import numpy as np
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": default_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "threads": threads,
+        "openblas_env": {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ},
+    }
+    with contextlib.suppress(OSError):
+        info["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("torch", "juliacall"):
+        try:
+            info[dist] = version(dist)
+        except PackageNotFoundError:
+            info[dist] = None
+    return info
+
+
+# --- the worker processes -----------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """One ``bench_worker`` subprocess and its JSON-lines conversation."""
+
+    def __init__(self, name: str, config: dict[str, Any], threads: int) -> None:
+        self.name = name
+        env = dict(os.environ)
+        for var in THREAD_VARS:
+            env[var] = str(threads)
+        env["PYFLUX_MNIST_BLAS_THREADS"] = str(threads)  # the Julia bridge pins both sides to this
+        env["PYFLUX_MNIST_JULIA_THREADS"] = str(threads)
+        env.pop("PYTHON_JULIACALL_THREADS", None)  # the bridge derives it from the line above
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyflux_mnist.bench_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,  # the worker's own messages go straight to our stderr
+            env=env,
+            text=True,
+            bufsize=1,
+        )
+        self.send(config)
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            return {"event": "error", "reason": f"the worker process exited with code {code}"}
+        return json.loads(line)
+
+    def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        try:
+            self.send(message)
+        except (BrokenPipeError, OSError):
+            return {"event": "error", "reason": f"the worker process exited with code {self.proc.wait()}"}
+        return self.receive()
+
+    def close(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- the benchmark ------------------------------------------------------------------------------------
+
+
+def check_options(backends: list[str], steps: int | None, repeat: int, threads: int) -> None:
+    if not backends:
+        raise SpecError("--backends needs at least one backend name")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise SpecError(f"unknown backend {unknown[0]!r}; choose from: {', '.join(BACKENDS)}")
+    if len(set(backends)) != len(backends):
+        raise SpecError(f"a backend is listed twice in --backends: {','.join(backends)}")
+    if steps is not None and steps < 1:
+        raise SpecError(f"--steps must be a positive integer, got {steps}")
+    if repeat < 1:
+        raise SpecError(f"--repeat must be a positive integer, got {repeat}")
+    if threads < 1:
+        raise SpecError(f"--threads must be a positive integer, got {threads}")
+
+
+def run_bench(
+    backends: list[str] | tuple[str, ...] = DEFAULT_BACKENDS,
+    recipe: str | Recipe = "flux-tutorial",
+    steps: int | None = None,
+    repeat: int = DEFAULT_REPEAT,
+    threads: int | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+    offline: bool | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark; returns the JSON-able result (see ``docs/benchmarks.md`` for its shape)."""
+    from .mnist import load_mnist
+    from .prepare import prepare
+    from .training import resolve_recipe
+
+    say = progress or (lambda msg: None)
+    backends = list(backends)
+    threads = default_threads() if threads is None else threads
+    check_options(backends, steps, repeat, threads)
+    r = resolve_recipe(recipe)
+    # Fail here, in one line, if the data is missing; the workers load it again (from the same files).
+    data = load_mnist(data_dir, offline=offline)
+    n_samples = prepare(data, r.data).X_train.shape[1]
+    del data
+    steps = default_steps(r, n_samples) if steps is None else steps
+    per_epoch = steps_per_epoch(r, n_samples)
+    total = 1 + repeat * steps
+    config_recipe = bench_recipe(r, total, n_samples)
+    batch = r.batch_size or n_samples
+
+    result: dict[str, Any] = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(threads),
+        "settings": {
+            "recipe": r.name,
+            "backends": backends,
+            "steps": steps,
+            "repeat": repeat,
+            "threads": threads,
+            "seed": seed,
+            "batch_size": r.batch_size,
+            "samples_per_step": batch,
+            "steps_per_epoch": per_epoch,
+            "warmup_steps": 1,
+        },
+    }
+    status = backend_status()
+    rows: dict[str, dict[str, Any]] = {}
+    workers: dict[str, WorkerProcess] = {}
+    base = {"recipe": config_recipe.to_dict(), "seed": seed, "data_dir": data_dir, "offline": offline}
+    base["threads"] = threads
+    try:
+        for name in backends:
+            rows[name] = {"backend": name, "status": "ok", "reason": None}
+            if status.get(name) is not None:
+                rows[name].update(status="unavailable", reason=status[name])
+                say(f"{name}: unavailable: {status[name]}")
+                continue
+            say(f"{name}: starting (data, import, init, first step)")
+            worker = WorkerProcess(name, {**base, "backend": name}, threads)
+            ready = worker.receive()
+            if ready["event"] != "ready":
+                rows[name].update(status=ready["event"], reason=ready.get("reason"))
+                say(f"{name}: {ready['event']}: {ready.get('reason')}")
+                worker.close()
+                continue
+            workers[name] = worker
+            rows[name].update(_ready_fields(ready))
+            rows[name]["_times"] = []
+            say(f"{name}: ready, set-up {rows[name]['setup_seconds']:.2f} s")
+        sgemm = WorkerProcess("sgemm", {**base, "backend": "sgemm"}, threads)
+        sg_ready = sgemm.receive()
+        sgemm_rounds: list[float] = []
+        result["machine"]["blas"] = sg_ready.get("threads", {}).get("blas", [])
+
+        for round_no in range(repeat):
+            order = list(workers)
+            if order:
+                k = round_no % len(order)
+                order = order[k:] + order[:k]
+            for name in order:
+                answer = workers[name].ask({"cmd": "run", "steps": steps})
+                if answer["event"] != "ran":
+                    rows[name].update(status="error", reason=answer.get("reason"))
+                    say(f"{name}: error: {answer.get('reason')}")
+                    workers.pop(name).close()
+                    continue
+                rows[name]["_times"].append(answer["seconds"])
+                rows[name]["final_loss"] = answer["last_loss"]
+                time.sleep(SETTLE_S)
+            answer = sgemm.ask({"cmd": "sgemm"})
+            if answer["event"] == "sgemm":
+                sgemm_rounds.append(answer["gflops"])
+            time.sleep(SETTLE_S)
+            say(
+                f"round {round_no + 1}/{repeat}: "
+                + ", ".join(f"{n} {rows[n]['_times'][-1] / steps * 1e3:.2f} ms/step" for n in workers)
+                + (f", sgemm {sgemm_rounds[-1]:.0f} GFLOP/s" if sgemm_rounds else "")
+            )
+        sgemm.ask({"cmd": "finish"})
+        sgemm.close()
+
+        for name, worker in list(workers.items()):
+            say(f"{name}: evaluating")
+            answer = worker.ask({"cmd": "finish"})
+            if answer["event"] != "finished":
+                rows[name].update(status="error", reason=answer.get("reason"))
+            else:
+                rows[name].update({k: v for k, v in answer.items() if k != "event"})
+    finally:
+        for worker in workers.values():
+            worker.close()
+
+    gflop = flops_per_step(r, batch) / 1e9
+    sgemm_gflops = statistics.median(sgemm_rounds) if sgemm_rounds else math.nan
+    roofline = {
+        "gflop_per_step": gflop,
+        "sgemm_gflops": sgemm_gflops,
+        "sgemm_gflops_rounds": sgemm_rounds,
+        "sgemm_size": 2048,
+        "ms_per_step": gflop / sgemm_gflops * 1e3 if sgemm_rounds else math.nan,
+    }
+    if per_epoch:
+        roofline["seconds_per_epoch"] = roofline["ms_per_step"] * per_epoch / 1e3
+    result["roofline"] = roofline
+    numpy_times = rows.get("numpy", {}).get("_times")
+    numpy_ms = [t / steps * 1e3 for t in numpy_times] if numpy_times else None
+    result["results"] = [_finish_row(rows[n], numpy_ms, roofline, steps, batch, per_epoch) for n in backends]
+    with contextlib.suppress(OSError):
+        result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def _ready_fields(ready: dict[str, Any]) -> dict[str, Any]:
+    setup = ready["setup"]
+    return {
+        "version": ready.get("version"),
+        "setup": setup,
+        "setup_seconds": sum(setup[k] for k in ("import", "init", "first_step")),
+        "data_seconds": ready["data_seconds"],
+        "first_loss": ready["first_loss"],
+        "init_sha256": ready["init_sha256"],
+        "rss_after_data_mb": ready["rss_after_data_mb"],
+        "threads": ready["threads"],
+    }
+
+
+def _finish_row(
+    row: dict[str, Any],
+    numpy_ms: list[float] | None,
+    roofline: dict[str, Any],
+    steps: int,
+    batch: int,
+    per_epoch: int | None,
+) -> dict[str, Any]:
+    times = row.pop("_times", None)
+    if row["status"] != "ok" or not times:
+        return row
+    per_step = [t / steps * 1e3 for t in times]
+    median = statistics.median(per_step)
+    row.update(
+        ms_per_step=median,
+        ms_per_step_min=min(per_step),
+        ms_per_step_max=max(per_step),
+        ms_per_step_repeats=per_step,
+        spread_pct=(max(per_step) - min(per_step)) / median * 100,
+        samples_per_second=batch / median * 1e3,
+        steps_timed=steps * len(times),
+    )
+    if per_epoch:
+        row["seconds_per_epoch"] = median * per_epoch / 1e3
+    rounds = roofline["sgemm_gflops_rounds"]
+    if rounds and len(rounds) == len(per_step):
+        # Round by round (each against the sgemm rate of its own round), then the median.
+        bound = [roofline["gflop_per_step"] / g * 1e3 for g in rounds]
+        row["ratio_to_roofline"] = statistics.median(t / b for t, b in zip(per_step, bound, strict=True))
+    elif rounds:
+        row["ratio_to_roofline"] = median / roofline["ms_per_step"]
+    if numpy_ms and len(numpy_ms) == len(per_step):  # round by round again
+        row["ratio_to_numpy"] = statistics.median(t / b for t, b in zip(per_step, numpy_ms, strict=True))
+    return row
+
+
+# --- rendering ----------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, spec: str, missing: str = "–") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    return format(value, spec)
+
+
+def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    per_epoch = result["settings"].get("steps_per_epoch")
+    epoch_recipe = result["settings"]["batch_size"] != 0
+    head = ["backend", "status", "ms/step (median)", "spread", "samples/s"]
+    if epoch_recipe and per_epoch:
+        head.append("s/epoch")
+    head += ["× roofline", "× numpy", "set-up s (import+init+1st)", "final loss", "train acc", "test acc"]
+    head.append("peak RSS MB")
+    rows = []
+    for r in result["results"]:
+        if r["status"] != "ok":
+            rows.append([r["backend"], f"{r['status']}: {r.get('reason')}"] + [""] * (len(head) - 2))
+            continue
+        s = r["setup"]
+        setup = f"{r['setup_seconds']:.2f} ({s['import']:.2f}+{s['init']:.2f}+{s['first_step']:.2f})"
+        line = [
+            r["backend"],
+            "ok",
+            _fmt(r.get("ms_per_step"), ".2f"),
+            f"±{r['spread_pct'] / 2:.0f}%",
+            _fmt(r.get("samples_per_second"), ",.0f"),
+        ]
+        if epoch_recipe and per_epoch:
+            line.append(_fmt(r.get("seconds_per_epoch"), ".2f"))
+        line += [
+            _fmt(r.get("ratio_to_roofline"), ".2f"),
+            _fmt(r.get("ratio_to_numpy"), ".2f"),
+            setup,
+            _fmt(r.get("final_loss"), ".5f"),
+            _fmt(r.get("train_accuracy"), ".4f"),
+            _fmt(r.get("test_accuracy"), ".4f"),
+            _fmt(r.get("peak_rss_mb"), ".0f"),
+        ]
+        rows.append(line)
+    roof = result["roofline"]
+    line = ["roofline", "bound", _fmt(roof.get("ms_per_step"), ".2f"), "", ""]
+    if epoch_recipe and per_epoch:
+        line.append(_fmt(roof.get("seconds_per_epoch"), ".2f"))
+    line += ["1.00", "", f"{roof['gflop_per_step']:.3f} GFLOP/step at {roof['sgemm_gflops']:.0f} GFLOP/s"]
+    rows.append(line + [""] * (len(head) - len(line)))
+    return head, rows
+
+
+def machine_line(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    blas = next((b for b in m.get("blas", []) if b.get("user_api") == "blas"), {})
+    blas_text = f"{blas.get('internal_api')} {blas.get('version')} ({blas.get('architecture')} kernels)"
+    load = m.get("load_average_start")
+    return (
+        f"{m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} CPUs, {m['threads']} BLAS thread(s); "
+        f"NumPy {m['numpy']} with {blas_text}; torch {m.get('torch')}; Python {m['python']}"
+        + (f"; load average at start {load[0]}" if load else "")
+    )
+
+
+def settings_line(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    return (
+        f"recipe {s['recipe']}, {s['samples_per_step']} samples/step, {s['repeat']} interleaved repeats of "
+        f"{s['steps']} steps after 1 warm-up step, seed {s['seed']}"
+    )
+
+
+def render_text(result: dict[str, Any]) -> str:
+    head, rows = _columns(result)
+    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
+    # Long "unavailable: reason" cells are printed after the table instead of stretching it.
+    notes = []
+    for r in rows:
+        if len(r[1]) > 24:
+            notes.append(f"{r[0]}: {r[1]}")
+            r[1] = r[1].split(":")[0]
+    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
+    lines = [
+        f"pyflux-mnist bench, {result['date']}",
+        machine_line(result),
+        settings_line(result),
+        "",
+        "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join([*lines, "", *notes]).rstrip() + "\n"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    head, rows = _columns(result)
+    lines = [
+        f"*{result['date']}* — {machine_line(result)}.",
+        "",
+        f"{settings_line(result)}.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(result: dict[str, Any], path: str) -> None:
+    from .atomic import atomic_write
+
+    with atomic_write(path) as f:
+        f.write((json.dumps(result, indent=2) + "\n").encode())
+
+
+def write_markdown(result: dict[str, Any], path: str) -> None:
+    """Write the Markdown table to ``path``; if that file already has the markers
+    ``<!-- bench:RECIPE -->`` and ``<!-- /bench:RECIPE -->``, replace only what lies between them (how
+    ``docs/benchmarks.md`` gets its tables)."""
+    from .atomic import atomic_write
+
+    table = render_markdown(result)
+    recipe = result["settings"]["recipe"]
+    start, end = f"<!-- bench:{recipe} -->", f"<!-- /bench:{recipe} -->"
+    text = table
+    target = Path(path)
+    if target.is_file():
+        old = target.read_text(encoding="utf-8")
+        i, j = old.find(start), old.find(end)
+        if 0 <= i < j:
+            text = old[: i + len(start)] + "\n" + table + old[j:]
+    with atomic_write(path) as f:
+        f.write(text.encode())

@@ -1,0 +1,251 @@
+"""One backend of ``pyflux-mnist bench``, in its own process: ``python -m pyflux_mnist.bench_worker``.
+
+The parent (:mod:`pyflux_mnist.bench`) sets the thread variables in this process's environment before it
+starts, so they are in place before NumPy, torch or Julia load their BLAS. It then talks to us in JSON
+lines: one configuration line, then commands (``run`` n steps, ``sgemm``, ``finish``), each answered by one
+line. The answers go to the original stdout; everything else anyone prints goes to stderr.
+
+Phases, each timed on its own: data (load + prepare, the same for every backend), import (the backend's
+library: ``import torch``; for Flux ``juliacall`` starting Julia, then ``using Flux``), init (the trainer
+receives weights and data), first step (for Flux: compilation), then the warm steps the parent asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+#: The square sgemm the roofline row measures (n × n × n, float32): 17 GFLOP, about 0.1 s at peak.
+SGEMM_N = 2048
+
+
+def _protocol_stream():
+    """Keep the real stdout for answers; send fd 1 (prints from any library, Julia's too) to stderr."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB elsewhere
+
+
+def blas_libraries() -> list[dict[str, Any]]:
+    """What threadpoolctl sees loaded in this process: library, version, kernel, threads."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer", "num_threads")
+    return [{k: lib.get(k) for k in keys} for lib in threadpool_info()]
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+class Worker:
+    def __init__(self, config: dict[str, Any], out) -> None:
+        self.config = config
+        self.out = out
+        self.threads = int(config["threads"])
+
+    def send(self, **message: Any) -> None:
+        self.out.write(json.dumps(message) + "\n")
+        self.out.flush()
+
+    # --- the roofline: a square sgemm with the same BLAS and thread count -----------------------------
+
+    def sgemm(self) -> dict[str, Any]:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        A = rng.random((SGEMM_N, SGEMM_N), dtype=np.float32)
+        B = rng.random((SGEMM_N, SGEMM_N), dtype=np.float32)
+        C = np.empty_like(A)
+        np.matmul(A, B, out=C)  # warm-up: thread pool start, pages touched
+        best = min(self._timed(lambda: np.matmul(A, B, out=C)) for _ in range(3))
+        return {"gflops": 2 * SGEMM_N**3 / best / 1e9, "seconds": best}
+
+    @staticmethod
+    def _timed(f) -> float:
+        t0 = time.perf_counter()
+        f()
+        return time.perf_counter() - t0
+
+    # --- a backend ------------------------------------------------------------------------------------
+
+    def start_backend(self) -> dict[str, Any]:
+        import numpy as np
+
+        from .backends import get_backend
+        from .init import init_params
+        from .mnist import load_mnist
+        from .prepare import prepare, schedule
+        from .spec import Recipe
+
+        name = self.config["backend"]
+        recipe = Recipe.from_dict(self.config["recipe"])
+        setup: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        data = load_mnist(self.config.get("data_dir"), offline=self.config.get("offline") or None)
+        self.prepared = prepare(data, recipe.data)
+        t1 = time.perf_counter()
+        rss_data = _peak_rss_mb()
+
+        backend = get_backend(name)  # BackendUnavailable (a missing package) becomes an "unavailable" row
+        threads = self._import_backend(name, backend, setup)
+        self.backend, self.recipe = backend, recipe
+
+        init_seq, batch_seq = np.random.SeedSequence(int(self.config["seed"])).spawn(2)
+        params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
+        self.batches = iter(schedule(recipe, self.prepared.X_train.shape[1], batch_seq))
+        t2 = time.perf_counter()
+        self.trainer = backend.trainer(recipe, params, self.prepared.X_train, self.prepared.Y_train)
+        setup["init"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        first = self.trainer.run([next(self.batches)])
+        setup["first_step"] = time.perf_counter() - t3
+        self.last_loss = float(first[-1])
+
+        import hashlib
+
+        digest = hashlib.sha256()
+        for p in params:
+            digest.update(np.ascontiguousarray(p, dtype=np.float32).tobytes())
+        return {
+            "event": "ready",
+            "version": backend.version(),
+            "data_seconds": t1 - t0,
+            "setup": setup,
+            "first_loss": self.last_loss,
+            "init_sha256": digest.hexdigest()[:16],
+            "rss_after_data_mb": rss_data,
+            "threads": threads,
+        }
+
+    def _import_backend(self, name: str, backend, setup: dict[str, float]) -> dict[str, Any]:
+        """Import the backend's library, timed, and pin and report its threads."""
+        import numpy as np  # noqa: F401  (already loaded: data preparation needs it)
+
+        threads: dict[str, Any] = {"requested": self.threads}
+        if name == "torch":
+            t0 = time.perf_counter()
+            import torch
+
+            setup["import"] = time.perf_counter() - t0
+            torch.set_num_threads(self.threads)
+            threads["torch_intra_op"] = torch.get_num_threads()
+            threads["torch_blas"] = _torch_blas(torch)
+        elif name == "flux":
+            import warnings
+
+            from . import julia_bridge as jb
+
+            jb.configure_environment()
+            t0 = time.perf_counter()
+            import juliacall  # noqa: F401  (starts Julia)
+
+            setup["julia_start"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            with warnings.catch_warnings():  # we configured juliacall ourselves just above
+                warnings.simplefilter("ignore")
+                julia = jb.load()  # includes PyFluxMNIST.jl: `using Flux`; pins BLAS threads
+            setup["using_flux"] = time.perf_counter() - t1
+            setup["import"] = setup["julia_start"] + setup["using_flux"]
+            threads["julia_blas"] = julia.blas_threads()
+            threads["julia_threads"] = os.environ.get("PYTHON_JULIACALL_THREADS")
+        else:
+            t0 = time.perf_counter()
+            backend.trainer  # noqa: B018  (the module is imported; nothing else to load)
+            setup["import"] = time.perf_counter() - t0
+        threads["blas"] = blas_libraries()
+        return threads
+
+    def run(self, steps: int) -> dict[str, Any]:
+        batches = [next(self.batches) for _ in range(steps)]  # drawn before the clock starts
+        t0 = time.perf_counter()
+        losses = self.trainer.run(batches)
+        seconds = time.perf_counter() - t0
+        self.last_loss = float(losses[-1])
+        return {"event": "ran", "seconds": seconds, "steps": steps, "last_loss": self.last_loss}
+
+    def finish(self) -> dict[str, Any]:
+        from .training import evaluate
+
+        params = self.trainer.parameters()
+        train_acc, test_acc, _ = evaluate(self.backend, self.recipe, params, self.prepared)
+        return {
+            "event": "finished",
+            "final_loss": self.last_loss,
+            "train_accuracy": train_acc,
+            "test_accuracy": test_acc,
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+
+
+def _torch_blas(torch) -> str:
+    """The BLAS torch was built with, from ``torch.__config__.show()`` (e.g. ``mkl`` or ``open``)."""
+    try:
+        for line in torch.__config__.show().splitlines():
+            line = line.strip()
+            if line.startswith("- BLAS_INFO=") or "BLAS_INFO=" in line:
+                return line.split("BLAS_INFO=", 1)[1].split(",")[0].strip()
+    except Exception:  # a report detail must never fail the benchmark
+        pass
+    return "unknown"
+
+
+def main() -> int:
+    out = _protocol_stream()
+    config = json.loads(sys.stdin.readline())
+    worker = Worker(config, out)
+    try:
+        if config["backend"] == "sgemm":
+            import numpy as np
+
+            worker.send(event="ready", version=f"numpy {np.__version__}", threads={"blas": blas_libraries()})
+        else:
+            worker.send(**worker.start_backend())
+    except Exception as e:
+        from .errors import BackendUnavailable
+
+        status = "unavailable" if isinstance(e, BackendUnavailable) else "error"
+        if status == "error":
+            traceback.print_exc()
+        worker.send(event=status, reason=_one_line(e) if status == "error" else str(e))
+        return 0
+    for line in sys.stdin:
+        command = json.loads(line)
+        try:
+            if command["cmd"] == "run":
+                worker.send(**worker.run(int(command["steps"])))
+            elif command["cmd"] == "sgemm":
+                worker.send(event="sgemm", **worker.sgemm())
+            elif command["cmd"] == "finish":
+                if config["backend"] != "sgemm":
+                    worker.send(**worker.finish())
+                else:
+                    worker.send(event="finished", peak_rss_mb=_peak_rss_mb())
+                return 0
+        except Exception as e:
+            traceback.print_exc()
+            worker.send(event="error", reason=_one_line(e))
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

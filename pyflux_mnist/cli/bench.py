@@ -1,0 +1,79 @@
+"""``bench``: time the backends against each other and against this machine's sgemm roofline."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..backends import backend_names
+from ..errors import PyfluxError
+from ..recipes import RECIPES
+from .common import data_dir_option, echo_json, offline_option, progress
+from .train import check_writable
+
+
+@click.command()
+@click.option(
+    "--backends",
+    default="numpy,flux,torch",
+    show_default=True,
+    help=f"Comma-separated, from: {', '.join(backend_names())}. One missing here is an 'unavailable' row.",
+)
+@click.option("--recipe", default="flux-tutorial", show_default=True, help=f"One of: {', '.join(RECIPES)}.")
+@click.option(
+    "--steps", type=int, default=None, help="Timed steps per repeat [10 full-batch steps, else one epoch]."
+)
+@click.option("--repeat", type=int, default=5, show_default=True, help="Interleaved timed repeats.")
+@click.option("--threads", type=int, default=None, help="BLAS/torch/Julia threads [the usable CPUs].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for initial weights and batches.")
+@data_dir_option
+@offline_option
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of the table.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result here."
+)
+@click.option(
+    "--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the table as Markdown."
+)
+@click.option(
+    "--from-json",
+    "from_json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Run nothing: render a saved --output file (with --markdown, or as the table).",
+)
+def bench(
+    backends, recipe, steps, repeat, threads, seed, data_dir, offline, as_json, output, markdown, from_json
+) -> None:
+    """Benchmark Flux, NumPy and PyTorch on one recipe: same data, weights, batches and BLAS threads.
+
+    Each backend runs in its own process; the timed repeats are interleaved across backends so that
+    background load hits all of them alike. Progress goes to stderr, the table (or --json) to stdout.
+    """
+    from .. import bench as b
+
+    check_writable(output, "JSON result")
+    check_writable(markdown, "Markdown table")
+    if from_json:
+        try:
+            with open(from_json, encoding="utf-8") as f:
+                result = json.load(f)
+        except (OSError, ValueError) as e:
+            raise PyfluxError(f"cannot read benchmark results from {from_json}: {e}") from None
+    else:
+        names = [n.strip() for n in backends.split(",") if n.strip()]
+        result = b.run_bench(
+            names, recipe, steps, repeat, threads, seed, data_dir, offline or None, progress=progress
+        )
+    if output:
+        b.write_json(result, output)
+    if markdown:
+        b.write_markdown(result, markdown)
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(b.render_text(result), nl=False)
+
+
+COMMANDS = [bench]

@@ -1,0 +1,237 @@
+"""``pyflux-mnist bench``: end to end on real MNIST with tiny step counts (no timing assertions), the JSON
+shape, unavailable backends, bad options; and the fast NumPy trainer against the plain reference."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pyflux_mnist.backends.numpy_backend import NumpyTrainer, ReferenceTrainer
+from pyflux_mnist.bench import flops_per_step, render_markdown
+from pyflux_mnist.cli import cli
+from pyflux_mnist.init import init_params
+from pyflux_mnist.prepare import prepare, schedule
+from pyflux_mnist.recipes import get_recipe
+from pyflux_mnist.training import resolve_recipe
+
+ROW_NUMBERS = ("setup_seconds", "ms_per_step", "final_loss", "test_accuracy", "peak_rss_mb")
+
+
+def _bench(args, monkeypatch, mnist_dir):
+    monkeypatch.setenv("PYFLUX_MNIST_JULIA", "0")  # Flux is an "unavailable" row, never started
+    result = CliRunner().invoke(cli, ["bench", "--data-dir", str(mnist_dir), *args])
+    return result
+
+
+def _check_schema(out: dict, backends: list[str]) -> None:
+    assert {"machine", "roofline", "results", "settings", "date"} <= set(out)
+    for key in ("cpu", "logical_cpus", "threads", "numpy", "blas"):
+        assert key in out["machine"]
+    assert any(lib["internal_api"] for lib in out["machine"]["blas"])
+    for key in ("gflop_per_step", "sgemm_gflops", "ms_per_step"):
+        assert isinstance(out["roofline"][key], float) and out["roofline"][key] > 0
+    assert [r["backend"] for r in out["results"]] == backends
+    for row in out["results"]:
+        assert row["status"] in ("ok", "unavailable", "error")
+        if row["status"] == "ok":
+            assert row["reason"] is None
+            for key in ROW_NUMBERS:
+                assert isinstance(row[key], float) and row[key] > 0, key
+            assert 0 <= row["test_accuracy"] <= 1
+            assert row["ratio_to_roofline"] > 0
+
+
+@pytest.mark.torch
+def test_bench_numpy_torch_end_to_end_json(mnist_dir, monkeypatch, tmp_path) -> None:
+    pytest.importorskip("torch")
+    out_path, md_path = tmp_path / "r.json", tmp_path / "r.md"
+    args = ["--backends", "numpy,torch,flux", "--steps", "2", "--repeat", "2", "--threads", "1", "--json"]
+    result = _bench([*args, "--output", str(out_path), "--markdown", str(md_path)], monkeypatch, mnist_dir)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    _check_schema(out, ["numpy", "torch", "flux"])
+    assert json.loads(out_path.read_text()) == out
+    rows = {r["backend"]: r for r in out["results"]}
+    assert rows["flux"]["status"] == "unavailable" and "PYFLUX_MNIST_JULIA=0" in rows["flux"]["reason"]
+    numpy_row, torch_row = rows["numpy"], rows["torch"]
+    assert numpy_row["ratio_to_numpy"] == 1.0
+    # Same weights, same batches: the runs are the same run, up to float32 rounding.
+    assert numpy_row["init_sha256"] == torch_row["init_sha256"]
+    assert numpy_row["first_loss"] == pytest.approx(torch_row["first_loss"], rel=1e-5)
+    assert numpy_row["final_loss"] == pytest.approx(torch_row["final_loss"], rel=1e-4)
+    assert out["settings"]["steps"] == 2 and len(numpy_row["ms_per_step_repeats"]) == 2
+    assert torch_row["threads"]["torch_intra_op"] == 1
+    assert all(lib["num_threads"] == 1 for lib in numpy_row["threads"]["blas"])
+    md = md_path.read_text()
+    assert "| numpy | ok |" in md and "| flux | unavailable" in md and "roofline" in md
+
+
+def test_bench_minibatch_recipe_table(mnist_dir, monkeypatch) -> None:
+    result = _bench(
+        ["--backends", "numpy", "--recipe", "keras", "--steps", "3", "--repeat", "1"], monkeypatch, mnist_dir
+    )
+    assert result.exit_code == 0, result.output
+    assert "numpy" in result.stdout and "s/epoch" in result.stdout and "roofline" in result.stdout
+
+
+def test_unavailable_backend_only_is_a_row_and_exit_zero(mnist_dir, monkeypatch) -> None:
+    result = _bench(["--backends", "flux", "--steps", "1", "--repeat", "1", "--json"], monkeypatch, mnist_dir)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    _check_schema(out, ["flux"])
+    assert out["results"][0]["status"] == "unavailable"
+    assert out["results"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backends", "numpy,nope"], "unknown backend 'nope'"),
+        (["--backends", ","], "at least one backend"),
+        (["--backends", "numpy,numpy"], "listed twice"),
+        (["--steps", "0"], "--steps must be a positive integer"),
+        (["--repeat", "0"], "--repeat must be a positive integer"),
+        (["--threads", "0"], "--threads must be a positive integer"),
+        (["--recipe", "nope"], "unknown recipe 'nope'"),
+        (["--output", "/nonexistent/dir/r.json"], "does not exist"),
+    ],
+)
+def test_bad_options_give_one_line_error(mnist_dir, monkeypatch, args, message) -> None:
+    result = _bench(args, monkeypatch, mnist_dir)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert result.output.strip().startswith("Error:") and "Traceback" not in result.output
+
+
+def test_missing_data_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    result = _bench(["--backends", "numpy", "--offline"], monkeypatch, tmp_path)
+    assert result.exit_code == 1 and result.output.startswith("Error:")
+
+
+_SAVED = {
+    "date": "2026-01-01T00:00:00+00:00",
+    "machine": {
+        "cpu": "CPU",
+        "usable_cpus": 2,
+        "logical_cpus": 2,
+        "threads": 2,
+        "numpy": "2",
+        "python": "3",
+        "blas": [{"user_api": "blas", "internal_api": "openblas", "version": "0.3", "architecture": "X"}],
+    },
+    "settings": {
+        "recipe": "flux-tutorial",
+        "samples_per_step": 60000,
+        "repeat": 1,
+        "steps": 1,
+        "seed": 0,
+        "batch_size": 0,
+        "steps_per_epoch": None,
+    },
+    "roofline": {"gflop_per_step": 6.1, "sgemm_gflops": 200.0, "ms_per_step": 30.5},
+    "results": [{"backend": "flux", "status": "unavailable", "reason": "no Julia"}],
+}
+
+
+def test_render_from_saved_json(tmp_path) -> None:
+    saved = _SAVED
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(saved))
+    result = CliRunner().invoke(
+        cli, ["bench", "--from-json", str(path), "--markdown", str(tmp_path / "t.md")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "unavailable" in result.stdout
+    assert (tmp_path / "t.md").read_text() == render_markdown(saved)
+
+
+def test_flops_per_step_counts_the_matrix_products() -> None:
+    r = get_recipe("flux-tutorial")
+    n = 60000
+    assert flops_per_step(r, n) == 2 * 2 * n * 784 * 32 + 3 * 2 * n * 32 * 10
+
+
+# --- the fast NumPy trainer against the plain reference ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "n"),
+    [
+        ("flux-tutorial", 8, 3000),
+        ("keras", 40, 6000),
+        ("rashid", 300, 2000),
+        ("numpy-twolayer", 30, 2000),
+        ("tensorflow-tutorial", 20, 7000),
+    ],
+)
+def test_fast_trainer_gives_the_reference_losses(mnist, name, steps, n) -> None:
+    recipe = resolve_recipe(get_recipe(name), steps=steps)
+
+    class Subset:
+        train_images, train_labels = mnist.train_images[:n], mnist.train_labels[:n]
+        test_images, test_labels = mnist.test_images[:10], mnist.test_labels[:10]
+
+    prepared = prepare(Subset, recipe.data)
+    init_seq, batch_seq = np.random.SeedSequence(0).spawn(2)
+    params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
+    batches = list(schedule(recipe, prepared.X_train.shape[1], batch_seq))
+    ref = ReferenceTrainer(recipe, params, prepared.X_train, prepared.Y_train)
+    fast = NumpyTrainer(recipe, params, prepared.X_train, prepared.Y_train)
+    np.testing.assert_allclose(fast.run(batches), ref.run(batches), rtol=1e-6)
+    for a, b in zip(fast.parameters(), ref.parameters(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    if recipe.data.scale != "rashid":  # pixels zero everywhere: their weights never move, state stays 0
+        unused = ~prepared.X_train.any(axis=1)
+        assert unused.any()
+        np.testing.assert_array_equal(fast.parameters()[0][:, unused], params[0][:, unused])
+        state = fast.optimizer_state()
+        assert not any(state[k][:, unused].any() for k in state if k.endswith("/0"))
+        np.testing.assert_allclose(
+            state.get("m/0", state.get("acc/0", 0)),
+            ref.optimizer_state().get("m/0", ref.optimizer_state().get("acc/0", 0)),
+            rtol=1e-3,
+            atol=1e-6,
+        )
+
+
+def test_fast_trainer_keeps_every_column_for_foreign_optimiser_state(mnist) -> None:
+    """Adam state that is nonzero on a never-lit pixel moves that weight: the trainer must not skip it."""
+    recipe = get_recipe("flux-tutorial")
+
+    class Subset:
+        train_images, train_labels = mnist.train_images[:1000], mnist.train_labels[:1000]
+        test_images, test_labels = mnist.test_images[:10], mnist.test_labels[:10]
+
+    prepared = prepare(Subset, recipe.data)
+    params = init_params(recipe.model, recipe.init, np.random.default_rng(0))
+    ref = ReferenceTrainer(recipe, params, prepared.X_train, prepared.Y_train)
+    fast = NumpyTrainer(recipe, params, prepared.X_train, prepared.Y_train)
+    ref.run([None] * 2)
+    state = ref.optimizer_state()
+    unused = np.flatnonzero(~prepared.X_train.any(axis=1))
+    state["m/0"][:, unused[0]] = 0.5
+    state["v/0"][:, unused[0]] = 1.0
+    ref2 = ReferenceTrainer(recipe, ref.parameters(), prepared.X_train, prepared.Y_train)
+    ref2.load_optimizer_state(state)
+    fast2 = NumpyTrainer(recipe, ref.parameters(), prepared.X_train, prepared.Y_train)
+    fast2.load_optimizer_state(state)
+    np.testing.assert_allclose(fast2.run([None] * 3), ref2.run([None] * 3), rtol=1e-6)
+    np.testing.assert_allclose(fast2.parameters()[0], ref2.parameters()[0], rtol=1e-4, atol=1e-6)
+    assert fast is not None
+
+
+def test_markdown_fills_the_marked_section_of_an_existing_file(tmp_path) -> None:
+    from pyflux_mnist.bench import write_markdown
+
+    saved = json.loads(json.dumps(_SAVED))
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- bench:flux-tutorial -->\nold table\n<!-- /bench:flux-tutorial -->\nafter\n")
+    write_markdown(saved, str(doc))
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- bench:flux-tutorial -->\n") and text.endswith(
+        "<!-- /bench:flux-tutorial -->\nafter\n"
+    )
+    assert "old table" not in text and render_markdown(saved) in text

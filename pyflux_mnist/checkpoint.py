@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import threading
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_write
 from .errors import DivergedError, ModelFileError, PyfluxError
-from .model import MAX_ARRAY_BYTES, MAX_META_BYTES, _name, _recipe, member_header
+from .model import MAX_ARRAY_BYTES, MAX_META_BYTES, READ_ERRORS, _name, _recipe, first_line, member_header
 from .spec import Recipe
 
 FORMAT = "pyflux-mnist-checkpoint"
@@ -148,8 +147,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise ModelFileError(f"no checkpoint at {path}") from None
     except IsADirectoryError:
         raise ModelFileError(f"{path} is a directory, not a checkpoint") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise ModelFileError(f"{path} is not a readable checkpoint: {e}") from None
+    except READ_ERRORS as e:
+        raise ModelFileError(f"{path} is not a readable checkpoint: {first_line(e)}") from None
     if int(state["t"]) != steps_done:
         raise ModelFileError(
             f"{path}: optimiser step {int(state['t'])} does not match {steps_done} steps done"

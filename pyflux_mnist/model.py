@@ -9,8 +9,10 @@ before any array is used.
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,12 @@ FORMAT_VERSION = 1
 #: Refuse metadata or arrays whose declared size is absurd before reading them.
 MAX_META_BYTES = 1 << 20
 MAX_ARRAY_BYTES = 1 << 30
+#: What a damaged or hostile .npz can make zipfile, zlib, lzma and NumPy raise while reading it (found by
+#: fuzzing: an "encrypted" flag bit gives RuntimeError, an unknown compression method NotImplementedError).
+READ_ERRORS = (
+    OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+    NotImplementedError, RuntimeError,
+)  # fmt: skip
 
 
 @dataclass
@@ -115,8 +123,8 @@ def load_model(path: str | os.PathLike[str]) -> Model:
         raise ModelFileError(f"no model file at {path}") from None
     except IsADirectoryError:
         raise ModelFileError(f"{path} is a directory, not a model file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise ModelFileError(f"{path} is not a readable model file: {e}") from None
+    except READ_ERRORS as e:
+        raise ModelFileError(f"{path} is not a readable model file: {first_line(e)}") from None
     meta = {k: v for k, v in meta.items() if k not in ("recipe",)}
     return Model(recipe, params, meta)
 
@@ -147,6 +155,12 @@ def _recipe(meta: dict[str, Any], path: Path) -> Recipe:
         raise ModelFileError(f"{path}: bad recipe in metadata: {e}") from None
 
 
+def first_line(e: BaseException) -> str:
+    """Library messages can span lines (NumPy's do); a user error is one."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def member_header(npz: Any, name: str, path: Path, limit: int) -> tuple[tuple[int, ...], np.dtype]:
     """The declared shape and dtype of entry ``name``, checked before NumPy allocates anything.
 
@@ -165,7 +179,10 @@ def member_header(npz: Any, name: str, path: Path, limit: int) -> tuple[tuple[in
         read = (
             np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         )
-        shape, _fortran, dtype = read(f)
+        try:
+            shape, _fortran, dtype = read(f)
+        except ValueError:  # NumPy's message spans lines; ours is one
+            raise ModelFileError(f"{path}: entry {name} has a malformed or oversized .npy header") from None
         header_bytes = f.tell()
     if any(n < 0 for n in shape):
         raise ModelFileError(f"{path}: entry {name} declares a negative size {shape}")

@@ -305,6 +305,8 @@ def _encoded(fmt: str, mode: str, w: int, h: int, seed: int, cut: int, flips: li
     from PIL import Image
 
     rng = np.random.default_rng(seed)
+    if fmt == "JPEG" and mode in ("P", "1"):  # JPEG cannot store those
+        mode = "L"
     img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode)
     buf = io.BytesIO()
     img.save(buf, format=fmt)

@@ -128,7 +128,7 @@ def test_absurd_declared_shapes(entries, tmp_path: Path, descr: str, shape: tupl
 
 
 def test_zip_bomb_metadata_is_not_inflated(entries, tmp_path: Path) -> None:
-    """64 MiB of metadata deflated to ~64 kB: refused from its declared size, never decompressed."""
+    """16 MiB of metadata deflated to ~16 kB: refused from its declared size, never decompressed."""
     big = json.dumps({"format": "pyflux-mnist-model", "pad": " " * (16 << 20)})
     entries["meta"] = _npy(np.array(big))
     path = _write_zip(tmp_path / "bomb.npz", entries, zipfile.ZIP_DEFLATED)

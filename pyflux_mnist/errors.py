@@ -29,5 +29,11 @@ class DivergedError(PyfluxError):
     """Training produced a NaN or Inf loss."""
 
 
+class TrainingInterrupted(PyfluxError):
+    """Ctrl-C during training: the run stopped cleanly between two steps (exit code 130, as for SIGINT)."""
+
+    exit_code = 130
+
+
 class ImageError(PyfluxError):
     """A user image that cannot be read or contains no digit."""

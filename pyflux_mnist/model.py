@@ -9,8 +9,10 @@ before any array is used.
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,12 @@ FORMAT_VERSION = 1
 #: Refuse metadata or arrays whose declared size is absurd before reading them.
 MAX_META_BYTES = 1 << 20
 MAX_ARRAY_BYTES = 1 << 30
+#: What a damaged or hostile .npz can make zipfile, zlib, lzma and NumPy raise while reading it (found by
+#: fuzzing: an "encrypted" flag bit gives RuntimeError, an unknown compression method NotImplementedError).
+READ_ERRORS = (
+    OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+    NotImplementedError, RuntimeError,
+)  # fmt: skip
 
 
 @dataclass
@@ -121,19 +129,17 @@ def load_model(path: str | os.PathLike[str]) -> Model:
         raise ModelFileError(f"no model file at {path}") from None
     except IsADirectoryError:
         raise ModelFileError(f"{path} is a directory, not a model file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise ModelFileError(f"{path} is not a readable model file: {e}") from None
+    except READ_ERRORS as e:
+        raise ModelFileError(f"{path} is not a readable model file: {first_line(e)}") from None
     meta = {k: v for k, v in meta.items() if k not in ("recipe",)}
     return Model(recipe, params, meta)
 
 
 def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
-    info = npz.zip.getinfo("meta.npy")
-    if info.file_size > MAX_META_BYTES:
-        raise ModelFileError(f"{path}: metadata entry is implausibly large ({info.file_size} bytes)")
+    shape, dtype = member_header(npz, "meta", path, MAX_META_BYTES)
+    if dtype.kind != "U" or shape != ():
+        raise ModelFileError(f"{path}: metadata must be one JSON string, got {dtype} {shape}")
     raw = npz["meta"]
-    if raw.dtype.kind != "U" or raw.shape != ():
-        raise ModelFileError(f"{path}: metadata must be one JSON string, got {raw.dtype} {raw.shape}")
     try:
         meta = json.loads(str(raw))
     except json.JSONDecodeError as e:
@@ -155,14 +161,48 @@ def _recipe(meta: dict[str, Any], path: Path) -> Recipe:
         raise ModelFileError(f"{path}: bad recipe in metadata: {e}") from None
 
 
-def _read_array(npz: Any, name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
-    # Check the declared header before numpy allocates anything.
-    with npz.zip.open(f"{name}.npy") as f:
+def first_line(e: BaseException) -> str:
+    """Library messages can span lines (NumPy's do); a user error is one."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def member_header(npz: Any, name: str, path: Path, limit: int) -> tuple[tuple[int, ...], np.dtype]:
+    """The declared shape and dtype of entry ``name``, checked before NumPy allocates anything.
+
+    NumPy allocates the whole declared array before reading a zip member, so a 100-byte entry whose header
+    claims a gigabyte would cost a gigabyte. Refuse a declared size above ``limit`` or larger than the
+    bytes the entry actually holds. (Callers then insist on one exact dtype, so object arrays, which would
+    need unpickling, never get further.)
+    """
+    info = npz.zip.getinfo(f"{name}.npy")
+    if info.file_size > limit + 4096:
+        raise ModelFileError(f"{path}: entry {name} is implausibly large ({info.file_size} bytes)")
+    with npz.zip.open(info) as f:
         version = np.lib.format.read_magic(f)
-        header = (
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ModelFileError(f"{path}: entry {name} has an unknown .npy version {version}")
+        read = (
             np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        )(f)
-    declared_shape, _fortran, dtype = header
+        )
+        try:
+            shape, _fortran, dtype = read(f)
+        except ValueError:  # NumPy's message spans lines; ours is one
+            raise ModelFileError(f"{path}: entry {name} has a malformed or oversized .npy header") from None
+        header_bytes = f.tell()
+    if any(n < 0 for n in shape):
+        raise ModelFileError(f"{path}: entry {name} declares a negative size {shape}")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > limit or declared > info.file_size - header_bytes:
+        raise ModelFileError(
+            f"{path}: entry {name} declares {dtype} {shape} ({declared} bytes) but holds "
+            f"{max(0, info.file_size - header_bytes)} bytes"
+        )
+    return shape, dtype
+
+
+def _read_array(npz: Any, name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    declared_shape, dtype = member_header(npz, name, path, MAX_ARRAY_BYTES)
     if dtype != np.float32 or declared_shape != shape:
         raise ModelFileError(f"{path}: {name} should be float32 {shape}, found {dtype} {declared_shape}")
     a = npz[name]

@@ -7,6 +7,7 @@ arithmetic. So a recipe, a seed and a backend name determine the run completely.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,16 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, get_backend
-from .errors import DivergedError, SpecError
+from .checkpoint import (
+    DEFAULT_EVERY,
+    Checkpoint,
+    StopFlag,
+    check_resumable,
+    data_fingerprint,
+    load_checkpoint,
+)
+from .checkpoint import save_checkpoint as _save_checkpoint
+from .errors import DivergedError, SpecError, TrainingInterrupted
 from .init import init_params
 from .model import Model
 from .prepare import Prepared, prepare, schedule
@@ -24,6 +34,8 @@ from .spec import Recipe
 
 #: A loss this many times the first step's counts as diverged even while it is still finite.
 EXPLODED = 1e4
+#: The most steps one run may have (its loss curve alone is 8 bytes a step).
+MAX_STEPS = 10_000_000
 
 #: Called after each chunk of steps with (steps done, total steps, latest loss).
 ProgressFn = Callable[[int, int, float], None]
@@ -85,8 +97,10 @@ def resolve_recipe(
     if epochs is not None:
         changes.update(epochs=_positive("epochs", epochs))
     if batch_size is not None:
-        if batch_size < 0:
-            raise SpecError(f"batch size must be >= 0 (0 = full batch), got {batch_size}")
+        if not 0 <= batch_size <= MAX_STEPS:
+            raise SpecError(
+                f"batch size must be between 0 (full batch) and the number of samples, got {batch_size}"
+            )
         changes["batch_size"] = batch_size
     if lr is not None:
         if not (lr > 0 and math.isfinite(lr)):
@@ -103,9 +117,16 @@ def resolve_recipe(
 
 
 def _positive(name: str, value: int) -> int:
-    if value <= 0:
-        raise SpecError(f"{name} must be a positive integer, got {value}")
+    if not 0 < value <= MAX_STEPS:
+        raise SpecError(f"{name} must be a positive integer up to {MAX_STEPS}, got {value}")
     return value
+
+
+def check_seed(seed: int) -> int:
+    """Seeds are non-negative integers below 2**63 (NumPy refuses negative ones with a traceback)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise SpecError(f"seed must be an integer between 0 and 2**63 - 1, got {seed!r}")
+    return int(seed)
 
 
 def train(
@@ -124,14 +145,29 @@ def train(
     data_dir: str | None = None,
     offline: bool | None = None,
     verify: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 0,
+    resume: str | os.PathLike[str] | Checkpoint | None = None,
 ) -> TrainResult:
     """Train a recipe on MNIST and evaluate it.
 
     ``data`` is an :class:`~pyflux_mnist.mnist.MnistData` (or ``None`` to load MNIST from ``data_dir``,
     ``$PYFLUX_MNIST_DATA``, the cache or a download). ``initial_params`` replaces the seeded initial
     weights (the parity tests start every backend from the same ones).
+
+    ``checkpoint``: write a checkpoint there every ``checkpoint_every`` steps (default
+    :data:`~pyflux_mnist.checkpoint.DEFAULT_EVERY`) and when Ctrl-C stops the run. ``resume``: continue
+    a checkpoint (a path or a :class:`Checkpoint`); the recipe and seed are the checkpoint's, and the run
+    ends exactly as the uninterrupted one would have. Ctrl-C stops at the next step boundary with
+    :class:`TrainingInterrupted`.
     """
     t_start = time.perf_counter()
+    ck = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
+    if ck is not None:
+        if any(x is not None for x in (steps, epochs, batch_size, lr, hidden, initial_params)):
+            raise SpecError("a resumed run takes its recipe from the checkpoint; give no overrides")
+        recipe, seed = ck.recipe, ck.seed
+    seed = check_seed(seed)
     r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden)
     engine = backend if isinstance(backend, Backend) else get_backend(backend)
     if data is None:
@@ -139,20 +175,60 @@ def train(
 
         data = load_mnist(data_dir, offline=offline, verify=verify)
     prepared = prepare(data, r.data)
+    n_train = prepared.X_train.shape[1]
+    if r.batch_size > n_train:
+        raise SpecError(f"batch size {r.batch_size} is larger than the {n_train} training samples")
 
     # One seed drives both random streams, kept apart so changing the batch order never changes the init.
     init_seq, batch_seq = np.random.SeedSequence(seed).spawn(2)
-    params = (
-        initial_params
-        if initial_params is not None
-        else init_params(r.model, r.init, np.random.default_rng(init_seq))
-    )
-    sched = schedule(r, prepared.X_train.shape[1], batch_seq)
+    sched = schedule(r, n_train, batch_seq)
+    if sched.total_steps > MAX_STEPS:
+        raise SpecError(f"{sched.total_steps} steps is more than this package runs ({MAX_STEPS})")
+    fingerprint = data_fingerprint(prepared.y_train)
+    if ck is not None:
+        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else "")
+        params = ck.params
+    elif initial_params is not None:
+        params = initial_params
+    else:
+        params = init_params(r.model, r.init, np.random.default_rng(init_seq))
 
     t0 = time.perf_counter()
     trainer = engine.trainer(r, params, prepared.X_train, prepared.Y_train)
+    if ck is not None:
+        trainer.load_optimizer_state(ck.optimizer_state)
+    every = (checkpoint_every or DEFAULT_EVERY) if checkpoint is not None else 0
+
+    def save_checkpoint(losses: np.ndarray) -> None:
+        state = Checkpoint(
+            r, trainer.parameters(), trainer.optimizer_state(), losses, seed, engine.name,
+            sched.total_steps, fingerprint, every,
+        )  # fmt: skip
+        _save_checkpoint(checkpoint, state)
+
     t1 = time.perf_counter()
-    losses = run_schedule(trainer, sched, chunk=max(1, engine.chunk_size), on_progress=on_progress)
+    stop = StopFlag()
+    with stop.active():
+        losses = run_schedule(
+            trainer,
+            sched,
+            chunk=max(1, engine.chunk_size),
+            on_progress=on_progress,
+            done_losses=None if ck is None else ck.losses,
+            every=every,
+            on_checkpoint=save_checkpoint,
+            stop=lambda: stop.requested,
+        )
+        if len(losses) < sched.total_steps:
+            where = f"interrupted after step {len(losses)} of {sched.total_steps}"
+            if checkpoint is None:
+                raise TrainingInterrupted(
+                    f"{where}; nothing saved (train with --checkpoint PATH to be able to resume)"
+                )
+            save_checkpoint(losses)
+            raise TrainingInterrupted(
+                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})"
+            )
     t2 = time.perf_counter()
     final = trainer.parameters()
     train_acc, test_acc, test_pred = evaluate(engine, r, final, prepared)
@@ -180,20 +256,38 @@ def train(
     )
 
 
-def run_schedule(trainer, sched, chunk: int = 1, on_progress: ProgressFn | None = None) -> np.ndarray:
+def run_schedule(
+    trainer,
+    sched,
+    chunk: int = 1,
+    on_progress: ProgressFn | None = None,
+    *,
+    done_losses: np.ndarray | None = None,
+    every: int = 0,
+    on_checkpoint: Callable[[np.ndarray], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
     """Feed the schedule's batches to the trainer ``chunk`` steps at a time.
 
     Stops with :class:`DivergedError` on a NaN or Inf loss, or one ``EXPLODED`` times the first step's.
+    ``done_losses``: the losses of the steps a checkpoint already did; their batches are still drawn (so
+    the random stream advances exactly as before) but not trained on. ``on_checkpoint(losses so far)``
+    runs after every ``every``-th step. ``stop()`` is asked after each chunk; when it says yes the run
+    ends there and the losses returned are fewer than the schedule's steps.
     """
     total = sched.total_steps
     losses = np.empty(total, dtype=np.float64)
-    done = 0
+    done = 0 if done_losses is None else len(done_losses)
+    losses[:done] = done_losses if done_losses is not None else []
     batches: list[np.ndarray | None] = []
-    for batch in sched:
+    for step, batch in enumerate(sched):
+        if step < done:
+            continue
         batches.append(batch)
-        if len(batches) == chunk or done + len(batches) == total:
+        end = done + len(batches)
+        if len(batches) == chunk or end == total or (every and end % every == 0):
             chunk_losses = trainer.run(batches)
-            losses[done : done + len(batches)] = chunk_losses
+            losses[done:end] = chunk_losses
             limit = EXPLODED * max(float(losses[0]), 1.0)
             bad = np.flatnonzero(~(np.abs(chunk_losses) <= limit))  # NaN fails every comparison
             if bad.size:
@@ -201,10 +295,13 @@ def run_schedule(trainer, sched, chunk: int = 1, on_progress: ProgressFn | None 
                     f"training diverged: loss is {chunk_losses[bad[0]]:.4g} at step {done + bad[0] + 1}; "
                     "try a lower learning rate (--lr)"
                 )
-            done += len(batches)
-            batches = []
+            done, batches = end, []
             if on_progress is not None:
                 on_progress(done, total, float(losses[done - 1]))
+            if every and done % every == 0 and on_checkpoint is not None:
+                on_checkpoint(losses[:done])
+            if stop is not None and done < total and stop():
+                break
     return losses[:done]
 
 

@@ -1,7 +1,7 @@
 """The ``pyflux-mnist`` command: a click group; each command family lives in its own module.
 
 User errors (:class:`~pyflux_mnist.errors.PyfluxError`) become one line on stderr and exit code 1; with
-``--verbose`` the traceback is printed too. Usage errors are click's (exit code 2).
+``--verbose`` the traceback is printed too. Usage errors are click's (exit code 2). Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import click
 
 from .. import __version__
 from ..errors import PyfluxError
-from .common import ERROR_EXIT
+from .common import ERROR_EXIT, INTERRUPT_EXIT
 
 
 class Group(click.Group):
@@ -26,7 +26,10 @@ class Group(click.Group):
             if ctx.obj and ctx.obj.get("verbose"):
                 traceback.print_exc()
             click.echo(f"Error: {e}", err=True)
-            ctx.exit(ERROR_EXIT)
+            ctx.exit(getattr(e, "exit_code", ERROR_EXIT))
+        except KeyboardInterrupt:  # Ctrl-C outside a training loop (which stops cleanly by itself)
+            click.echo("\nError: interrupted", err=True)
+            ctx.exit(INTERRUPT_EXIT)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 ERROR_EXIT = 1
+INTERRUPT_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
 def data_dir_option(f):

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import __version__
 from ..backends import backend_names, backend_status
+from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError
 from ..recipes import RECIPES
 from .common import data_dir_option, echo_json, offline_option
@@ -54,8 +55,32 @@ def _bar(total: int, label: str):
 @click.option(
     "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write the loss curve (PNG)."
 )
+@click.option(
+    "--checkpoint",
+    "checkpoint_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a checkpoint (weights, optimiser state, position) here every --checkpoint-every steps "
+    "and on Ctrl-C, atomically.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=None,
+    help=f"Steps between checkpoints (default {DEFAULT_EVERY}; needs --checkpoint or --resume).",
+)
+@click.option(
+    "--resume",
+    "resume_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Continue the run saved in this checkpoint (its recipe, seed and backend); it keeps "
+    "checkpointing there unless --checkpoint says elsewhere.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the summary.")
+@click.pass_context
 def train(
+    ctx,
     backend,
     recipe,
     steps,
@@ -69,17 +94,38 @@ def train(
     no_verify,
     save_path,
     plot_path,
+    checkpoint_path,
+    checkpoint_every,
+    resume_path,
     as_json,
 ) -> None:
-    """Train a recipe (default: the Flux tutorial network) and report train/test accuracy."""
+    """Train a recipe (default: the Flux tutorial network) and report train/test accuracy.
+
+    Ctrl-C stops at the next step (writing the checkpoint when --checkpoint is given) and exits 130.
+    """
     from ..mnist import load_mnist
-    from ..training import resolve_recipe
+    from ..training import check_seed, resolve_recipe
     from ..training import train as train_fn
 
+    # Everything that can be checked is checked here, before the data is loaded or a step is run.
     widths = _parse_hidden(hidden)
-    r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=widths)
+    ck = None
+    if resume_path is not None:
+        from ..checkpoint import load_checkpoint
+
+        ck = load_checkpoint(resume_path)
+        _check_resume_options(ctx, ck, backend, seed)
+        r, seed, backend = ck.recipe, ck.seed, ck.backend
+        checkpoint_path = checkpoint_path or resume_path
+        checkpoint_every = checkpoint_every or ck.every
+    else:
+        r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=widths)
+        check_seed(seed)
+    _check_checkpoint_every(checkpoint_every, checkpoint_path)
+    _check_distinct(save_path=save_path, plot_path=plot_path, checkpoint_path=checkpoint_path)
     check_writable(save_path, "model")
     check_writable(plot_path, "plot")
+    check_writable(checkpoint_path, "checkpoint")
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
     with _bar(0, f"{r.name} [{backend}]") as bar:
 
@@ -88,7 +134,16 @@ def train(
             bar.label = f"{r.name} [{backend}] loss {loss:.4f}"
             bar.update(done - bar.pos)
 
-        result = train_fn(r, backend, data, seed, on_progress=on_progress)
+        result = train_fn(
+            r,
+            backend,
+            data,
+            seed,
+            on_progress=on_progress,
+            checkpoint=checkpoint_path,
+            checkpoint_every=checkpoint_every or 0,
+            resume=ck,
+        )
     if len(result.losses) > 1 and result.final_loss > result.losses[0]:
         click.echo(
             f"Warning: the loss ended higher than it started ({result.losses[0]:.4f} -> "
@@ -116,6 +171,50 @@ def train(
         click.echo(f"saved model    {save_path}")
     if plot_path:
         click.echo(f"loss curve     {plot_path}")
+
+
+def _check_resume_options(ctx: click.Context, ck, backend: str, seed: int) -> None:
+    """With --resume the run is the checkpoint's: refuse options that would make it another run."""
+    from click.core import ParameterSource
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+    recipe_options = ("recipe", "steps", "epochs", "batch_size", "lr", "hidden")
+    clashes = [f"--{n.replace('_', '-')}" for n in recipe_options if given(n)]
+    if given("seed") and seed != ck.seed:
+        clashes.append("--seed")
+    if given("backend") and backend != ck.backend:
+        clashes.append("--backend")
+    if clashes:
+        raise PyfluxError(
+            f"--resume continues the checkpoint's run (recipe {ck.recipe.name}, seed {ck.seed}, "
+            f"backend {ck.backend}); drop {', '.join(clashes)}"
+        )
+
+
+def _check_checkpoint_every(every: int | None, checkpoint_path: str | None) -> None:
+    from ..training import MAX_STEPS
+
+    if every is None:
+        return
+    if not 0 < every <= MAX_STEPS:
+        raise PyfluxError(f"--checkpoint-every must be a positive number of steps, got {every}")
+    if checkpoint_path is None:
+        raise PyfluxError("--checkpoint-every needs --checkpoint PATH (where to write the checkpoints)")
+
+
+def _check_distinct(**paths: str | None) -> None:
+    """Two outputs in one file would overwrite each other (a model over the checkpoint, say)."""
+    seen: dict[Path, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            flag = option.removesuffix("_path").replace("_", "-")
+            raise PyfluxError(f"--{seen[key]} and --{flag} both write {path}; give them different files")
+        seen[key] = option.removesuffix("_path").replace("_", "-")
 
 
 def _parse_hidden(hidden: str | None) -> tuple[int, ...] | None:

@@ -1,0 +1,266 @@
+"""Checkpoints: everything needed to continue a training run exactly where it stopped.
+
+A checkpoint is the model file's ``.npz`` format (no pickles, every entry's header checked before it is
+read) with more in it:
+
+* ``W1, b1, ...``: the parameters after ``steps_done`` steps (float32, as in a model file);
+* ``opt.t`` and ``opt.<slot>.<i>``: the optimiser state (Adam's ``m``/``v``, RMSprop's ``acc``);
+* ``losses``: the loss of every step so far (float64), so a resumed run reports the whole curve;
+* ``meta``: JSON with the recipe, seed, backend, steps done and total, and a fingerprint of the training
+  labels (resuming on other data is refused).
+
+The batch order is not stored: a :class:`~pyflux_mnist.prepare.Schedule` is deterministic from the seed, so
+a resumed run regenerates it and skips the batches already done (drawing them, so the random stream
+advances exactly as it did). Saves are atomic; a state holding NaN or Inf is never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_write
+from .errors import DivergedError, ModelFileError, PyfluxError
+from .model import MAX_ARRAY_BYTES, MAX_META_BYTES, READ_ERRORS, _name, _recipe, first_line, member_header
+from .spec import Recipe
+
+FORMAT = "pyflux-mnist-checkpoint"
+FORMAT_VERSION = 1
+#: Steps between checkpoints when ``--checkpoint`` is given without ``--checkpoint-every``.
+DEFAULT_EVERY = 100
+#: The optimiser state slots each optimiser keeps (see :meth:`Trainer.optimizer_state`).
+SLOTS = {"adam": ("m", "v"), "rmsprop": ("acc",), "descent": ()}
+
+
+@dataclass
+class Checkpoint:
+    """A training run stopped after ``steps_done`` of ``total_steps`` steps."""
+
+    recipe: Recipe
+    params: list[np.ndarray]
+    optimizer_state: dict[str, np.ndarray]  # the Trainer's format: "t", "m/0", "v/0", "acc/0", ...
+    losses: np.ndarray  # (steps_done,) float64
+    seed: int
+    backend: str
+    total_steps: int
+    data_fingerprint: str
+    every: int = 0  # the checkpoint interval the run used
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps_done(self) -> int:
+        return len(self.losses)
+
+
+def data_fingerprint(labels: np.ndarray) -> str:
+    """A short hash of the training labels in training order: changes if the data or its preparation does."""
+    labels = np.ascontiguousarray(labels, dtype=np.uint8)
+    return f"{len(labels)}:{hashlib.sha256(labels.tobytes()).hexdigest()[:16]}"
+
+
+def _slot_key(key: str) -> str:
+    """Trainer key ``m/0`` ↔ file entry ``opt.m.0`` (entry names stay plain identifiers)."""
+    return "opt." + key.replace("/", ".")
+
+
+def save_checkpoint(path: str | os.PathLike[str], ck: Checkpoint) -> Path:
+    """Write ``ck`` atomically; the previous checkpoint stays intact if anything fails.
+
+    A state with NaN or Inf anywhere is refused with :class:`DivergedError` and nothing is written, so a
+    diverging run never replaces a good checkpoint with a broken one.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {_name(i): np.asarray(p, np.float32) for i, p in enumerate(ck.params)}
+    for key, value in ck.optimizer_state.items():
+        arrays[_slot_key(key)] = np.asarray(value, np.int64 if key == "t" else np.float32)
+    arrays["losses"] = np.asarray(ck.losses, np.float64)
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise DivergedError(
+                f"training diverged: {name} holds NaN or Inf after step {ck.steps_done}; try a lower "
+                f"learning rate (--lr); the checkpoint {path} was not overwritten"
+            )
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "recipe": ck.recipe.to_dict(),
+        "seed": ck.seed,
+        "backend": ck.backend,
+        "steps_done": ck.steps_done,
+        "total_steps": ck.total_steps,
+        "data": ck.data_fingerprint,
+        "every": ck.every,
+        **ck.extra,
+    }
+    try:
+        with atomic_write(path) as f:
+            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    except OSError as e:
+        raise ModelFileError(f"cannot save the checkpoint to {path}: {e.strerror or e}") from None
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read and validate a checkpoint; any problem is one :class:`ModelFileError` line."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+            if "meta" not in names:
+                raise ModelFileError(f"{path} is not a pyflux-mnist checkpoint: no metadata entry")
+            meta = _read_meta(npz, path)
+            recipe = _recipe(meta, path)
+            steps_done, total = _count(meta, "steps_done", path), _count(meta, "total_steps", path)
+            if not 0 < steps_done <= total:
+                raise ModelFileError(f"{path}: {steps_done} steps done of {total} is not a training position")
+            shapes = [s for pair in recipe.model.shapes for s in pair]
+            slots = [f"{s}/{i}" for s in SLOTS[recipe.optimizer.name] for i in range(len(shapes))]
+            wanted = (
+                {_name(i) for i in range(len(shapes))}
+                | {_slot_key(k) for k in ["t", *slots]}
+                | {"losses", "meta"}
+            )
+            if names != wanted:
+                raise ModelFileError(f"{path}: expected entries {sorted(wanted)}, found {sorted(names)}")
+            params = [_read(npz, _name(i), np.float32, s, path) for i, s in enumerate(shapes)]
+            state = {
+                key: _read(npz, _slot_key(key), np.float32, shapes[int(key.split("/")[1])], path)
+                for key in slots
+            }
+            state["t"] = _read(npz, "opt.t", np.int64, (), path)
+            losses = _read(npz, "losses", np.float64, (steps_done,), path)
+    except ModelFileError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f"no checkpoint at {path}") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a directory, not a checkpoint") from None
+    except READ_ERRORS as e:
+        raise ModelFileError(f"{path} is not a readable checkpoint: {first_line(e)}") from None
+    if int(state["t"]) != steps_done:
+        raise ModelFileError(
+            f"{path}: optimiser step {int(state['t'])} does not match {steps_done} steps done"
+        )
+    backend, fingerprint = meta.get("backend"), meta.get("data")
+    if not isinstance(backend, str) or not isinstance(fingerprint, str):
+        raise ModelFileError(f"{path}: checkpoint metadata lacks the backend or the data fingerprint")
+    return Checkpoint(
+        recipe=recipe,
+        params=params,
+        optimizer_state=state,
+        losses=losses,
+        seed=_count(meta, "seed", path, minimum=0),
+        backend=backend,
+        total_steps=total,
+        data_fingerprint=fingerprint,
+        every=_count(meta, "every", path, minimum=0),
+    )
+
+
+def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
+    shape, dtype = member_header(npz, "meta", path, MAX_META_BYTES)
+    if dtype.kind != "U" or shape != ():
+        raise ModelFileError(f"{path}: metadata must be one JSON string, got {dtype} {shape}")
+    try:
+        meta = json.loads(str(npz["meta"]))
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{path}: metadata is not valid JSON ({e.msg})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        hint = " (a model file: use it with evaluate, not --resume)" if _is_model(meta) else ""
+        raise ModelFileError(f"{path} is not a pyflux-mnist checkpoint{hint}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: checkpoint format version {meta.get('format_version')!r} is not supported "
+            f"(this is pyflux-mnist {__version__}, format {FORMAT_VERSION})"
+        )
+    return meta
+
+
+def _is_model(meta: Any) -> bool:
+    return isinstance(meta, dict) and meta.get("format") == "pyflux-mnist-model"
+
+
+def _count(meta: dict[str, Any], key: str, path: Path, minimum: int = 1) -> int:
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value < 2**63:
+        raise ModelFileError(
+            f"{path}: checkpoint metadata {key!r} must be an integer >= {minimum}, got {value!r}"
+        )
+    return value
+
+
+def _read(npz: Any, name: str, dtype: type, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    declared_shape, declared_dtype = member_header(npz, name, path, MAX_ARRAY_BYTES)
+    if declared_dtype != dtype or declared_shape != shape:
+        raise ModelFileError(
+            f"{path}: {name} should be {np.dtype(dtype)} {shape}, found {declared_dtype} {declared_shape}"
+        )
+    a = npz[name]
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise ModelFileError(f"{path}: {name} contains NaN or Inf")
+    return a
+
+
+def check_resumable(ck: Checkpoint, backend: str, total_steps: int, fingerprint: str, path: Any) -> None:
+    """Refuse to continue a checkpoint on another backend, schedule or data set: the result would be
+    neither the interrupted run nor a new one."""
+    if ck.backend != backend:
+        raise PyfluxError(
+            f"checkpoint {path} was written by the {ck.backend} backend; "
+            f"resume it with --backend {ck.backend}"
+        )
+    if ck.total_steps != total_steps:
+        raise PyfluxError(
+            f"checkpoint {path} is for a {ck.total_steps}-step run; this one would have {total_steps} steps"
+        )
+    if ck.data_fingerprint != fingerprint:
+        raise PyfluxError(
+            f"checkpoint {path} was trained on different data ({ck.data_fingerprint}, here {fingerprint})"
+        )
+
+
+# --- Ctrl-C -------------------------------------------------------------------------------------------
+
+
+class StopFlag:
+    """While active, the first SIGINT (Ctrl-C) only sets :attr:`requested`; training stops at the next step
+    boundary, so the saved state is never half an update. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[StopFlag]:
+        # Signal handlers can only be installed from the main thread; elsewhere Ctrl-C never arrives anyway.
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def check_every(every: int) -> int:
+    if isinstance(every, bool) or not isinstance(every, int) or not 0 <= every < 2**63:
+        raise PyfluxError(f"the checkpoint interval must be a positive number of steps, got {every!r}")
+    return every

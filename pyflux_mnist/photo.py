@@ -301,7 +301,12 @@ def _background(g: np.ndarray, iterations: int = 4) -> np.ndarray:
 
 
 def _otsu(v: np.ndarray) -> float:
+    """Otsu's threshold of the values ``v``; for no values, or all equal, their maximum (nothing above)."""
+    if v.size == 0:
+        return 0.0
     top = float(v.max())
+    if top <= float(v.min()):
+        return top
     hist, edges = np.histogram(v, bins=256, range=(0, top))
     p = hist / hist.sum()
     centres = (edges[:-1] + edges[1:]) / 2
@@ -309,7 +314,9 @@ def _otsu(v: np.ndarray) -> float:
     m = np.cumsum(p * centres)
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (m[-1] * w0 - m) ** 2 / (w0 * (1 - w0))
-    return float(centres[int(np.nanargmax(between))])
+    if not np.isfinite(between).any():
+        return top
+    return float(centres[int(np.nanargmax(np.where(np.isfinite(between), between, -1.0)))])
 
 
 def _box_blur(a: np.ndarray, r: int) -> np.ndarray:

@@ -150,9 +150,15 @@ def train(
     sched = schedule(r, prepared.X_train.shape[1], batch_seq)
 
     t0 = time.perf_counter()
-    trainer = engine.trainer(r, params, prepared.X_train, prepared.Y_train)
+    if r.rule == "rashid":  # not a gradient: the NumPy backend's own trainer (pyflux_mnist.rashid)
+        from .rashid import rashid_trainer
+
+        trainer = rashid_trainer(engine, r, params, prepared.X_train, prepared.Y_train)
+    else:
+        trainer = engine.trainer(r, params, prepared.X_train, prepared.Y_train)
     t1 = time.perf_counter()
-    losses = run_schedule(trainer, sched, chunk=max(1, engine.chunk_size), on_progress=on_progress)
+    chunk = max(1, getattr(trainer, "chunk_size", 0), engine.chunk_size)
+    losses = run_schedule(trainer, sched, chunk=chunk, on_progress=on_progress)
     t2 = time.perf_counter()
     final = trainer.parameters()
     train_acc, test_acc, test_pred = evaluate(engine, r, final, prepared)

@@ -41,9 +41,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def _register() -> None:
     from . import data as data_commands
+    from . import reproduce as reproduce_commands
     from . import train as train_commands
 
-    for command in [*data_commands.COMMANDS, *train_commands.COMMANDS]:
+    for command in [*data_commands.COMMANDS, *train_commands.COMMANDS, *reproduce_commands.COMMANDS]:
         cli.add_command(command)
 
 

@@ -35,7 +35,8 @@ class _Progress:
             return
         self.last = now
         self.bar.length = total
-        self.bar.label = f"{self.label} loss {loss:.4f}"
+        if sys.stderr.isatty():  # elsewhere click prints a line per label change: keep the log short
+            self.bar.label = f"{self.label} loss {loss:.4f}"
         self.bar.update(done - self.bar.pos)
 
     def close(self) -> None:

@@ -170,7 +170,7 @@ def test_rashid_rule_runs_only_on_numpy() -> None:
 #: steps, training images, accuracy floor (chance is 0.10). Small on purpose: two shared cores.
 SHORT = {
     "flux-tutorial": (25, 1000, 0.5),
-    "tensorflow-tutorial": (40, 6000, 0.7),  # the first 5000 are TF's validation set: 1000 left
+    "tensorflow-tutorial": (40, 6000, 0.5),  # the first 5000 are TF's validation set: 1000 left
     "numpy-twolayer": (120, 2000, 0.5),
     "rashid": (3000, 3000, 0.8),
     "rashid-rotations": (3000, 1000, 0.6),

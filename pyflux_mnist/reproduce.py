@@ -213,7 +213,8 @@ HEADERS = ["recipe", "published", "ours", "diff (points)", "time", "backend", "v
 def _duration(seconds: float) -> str:
     if seconds < 100:
         return f"{seconds:.1f} s"
-    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60:02d} s"
 
 
 def render_table(rows: Sequence[Row]) -> str:

@@ -34,6 +34,10 @@ SCALES = ("unit", "raw", "rashid")
 SPLITS = ("train", "train-55k")
 AUGMENTS = ("none", "rotate10")
 SAMPLINGS = ("shuffle", "replacement", "sequential")
+#: How the weights are updated: "backprop" (the gradient of the loss, via the optimiser) or "rashid" (Tariq
+#: Rashid's hand-derived rule: each layer's error is passed back as ``Wᵀ · error`` without the derivative of
+#: the layer above, see :mod:`pyflux_mnist.rashid`).
+RULES = ("backprop", "rashid")
 
 #: Upper bound on any layer width we accept, so a hostile spec cannot ask for terabytes.
 MAX_WIDTH = 65536
@@ -145,12 +149,24 @@ class Recipe:
     steps: int = 200  # used when epochs == 0
     epochs: int = 0  # > 0: passes over the training set instead of a step count
     sampling: str = "shuffle"  # shuffle each epoch | replacement (random draws) | sequential (in order)
+    rule: str = "backprop"  # backprop | rashid (see RULES)
     published: float | None = None  # the article's test accuracy
     source: str = ""  # one-line reference to the article
     notes: str = ""  # what the article did and what we interpreted
 
     def __post_init__(self) -> None:
         _check_choice("sampling", self.sampling, SAMPLINGS)
+        _check_choice("update rule", self.rule, RULES)
+        if self.rule == "rashid" and not (
+            self.optimizer.name == "descent"
+            and self.model.loss == "squared_error"
+            and set(self.model.activations) == {"sigmoid"}
+            and not self.model.bias
+        ):
+            raise SpecError(
+                "the rashid update rule is defined for all-sigmoid networks without biases, with "
+                "squared error and plain descent"
+            )
         for name in ("batch_size", "steps", "epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

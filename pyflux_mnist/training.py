@@ -212,7 +212,7 @@ def train(
         losses = run_schedule(
             trainer,
             sched,
-            chunk=max(1, engine.chunk_size),
+            chunk=trainer.chunk_size,
             on_progress=on_progress,
             done_losses=None if ck is None else ck.losses,
             every=every,

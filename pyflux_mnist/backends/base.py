@@ -20,11 +20,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import SpecError
 from ..spec import ModelSpec, Recipe
 
 
 class Trainer(ABC):
     """One training run in progress: owns the parameters and the optimiser state."""
+
+    #: Steps per :meth:`run` call from the training loop (whose progress and checkpoint bookkeeping happen
+    #: once per call): large where a call is expensive (a trip into Julia) or a step is tiny (one sample).
+    chunk_size: int = 1
 
     @abstractmethod
     def step(self, batch: np.ndarray | None) -> float:
@@ -52,11 +57,20 @@ class Backend(ABC):
     """A way to run the arithmetic. Instances are cheap; heavy imports happen in :meth:`trainer`."""
 
     name: str = ""
-    chunk_size: int = 1
+    #: The update rules this backend implements (see ``spec.RULES``).
+    rules: tuple[str, ...] = ("backprop",)
 
     def unavailable_reason(self) -> str | None:
         """``None`` if this backend can run here, else one line saying why not and how to fix it."""
         return None
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        """Refuse a recipe whose update rule this backend does not implement."""
+        if recipe.rule not in self.rules:
+            raise SpecError(
+                f"the {self.name} backend cannot run recipe {recipe.name!r}: its update rule {recipe.rule!r} "
+                "is not a gradient step, and only the NumPy backend implements it; use --backend numpy"
+            )
 
     def version(self) -> str:
         """A short version description for reports (library versions)."""

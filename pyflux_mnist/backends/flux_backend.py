@@ -22,6 +22,8 @@ SLOTS = {"adam": ("m", "v"), "rmsprop": ("acc",), "descent": ()}
 class FluxTrainer(Trainer):
     """A ``PyFluxMNIST.Trainer`` held in Julia: model, ``Flux.setup`` state and a Julia copy of the data."""
 
+    chunk_size = 50  # steps per Julia call: one crossing of the bridge per 50 steps
+
     def __init__(self, julia, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
         from .. import julia_bridge as jb
 
@@ -92,7 +94,6 @@ class FluxTrainer(Trainer):
 
 class FluxBackend(Backend):
     name = "flux"
-    chunk_size = 50  # steps per Julia call: one crossing of the bridge per 50 steps
 
     def unavailable_reason(self) -> str | None:
         from .. import julia_bridge
@@ -113,6 +114,7 @@ class FluxBackend(Backend):
         return f"Flux {st['flux']}, Julia {st['julia']}, juliacall {st['juliacall']}"
 
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
+        self.check_recipe(recipe)
         return FluxTrainer(self._julia(), recipe, params, X, Y)
 
     def _model_args(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> tuple:

@@ -269,6 +269,8 @@ class NumpyTrainer(Trainer):
       ``np.matmul(..., out=)``, and a batch of one sample is a view, not a copy.
     """
 
+    chunk_size = 32  # the training loop's bookkeeping is per call, not per step
+
     def __init__(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
         self.recipe = recipe
         self.spec = recipe.model
@@ -412,12 +414,17 @@ class NumpyTrainer(Trainer):
 
 class NumpyBackend(Backend):
     name = "numpy"
-    chunk_size = 32  # steps per Trainer.run call: the training loop's bookkeeping is per call, not per step
+    rules = ("backprop", "rashid")
 
     def version(self) -> str:
         return f"numpy {np.__version__}"
 
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
+        self.check_recipe(recipe)
+        if recipe.rule == "rashid":  # Rashid's hand-derived rule, not a gradient: see pyflux_mnist.rashid
+            from ..rashid import RashidTrainer
+
+            return RashidTrainer(recipe, params, X, Y)
         return NumpyTrainer(recipe, params, X, Y)
 
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:

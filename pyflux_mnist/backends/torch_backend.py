@@ -126,6 +126,7 @@ class TorchBackend(Backend):
         return f"torch {_torch().__version__}"
 
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
+        self.check_recipe(recipe)
         return TorchTrainer(recipe, params, X, Y)
 
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:

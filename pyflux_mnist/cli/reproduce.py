@@ -1,0 +1,113 @@
+"""``reproduce``: train the named tutorial recipes and compare with each article's published accuracy."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from ..backends import backend_names
+from ..recipes import RECIPES
+from .common import data_dir_option, echo_json, offline_option
+from .train import check_writable
+
+
+class _Progress:
+    """One click progress bar per run on stderr, redrawn at most every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.label = ""
+        self.last = 0.0
+
+    def start(self, recipe, seed: int, index: int, n_runs: int) -> None:
+        self.close()
+        self.label = f"[{index + 1}/{n_runs}] {recipe.name} seed {seed}"
+        self.bar = click.progressbar(
+            length=1, label=self.label, file=sys.stderr, show_pos=True, show_eta=True
+        ).__enter__()
+        self.last = 0.0
+
+    def update(self, done: int, total: int, loss: float) -> None:
+        now = time.monotonic()
+        if self.bar is None or (now - self.last < 0.2 and done < total):
+            return
+        self.last = now
+        self.bar.length = total
+        if sys.stderr.isatty():  # elsewhere click prints a line per label change: keep the log short
+            self.bar.label = f"{self.label} loss {loss:.4f}"
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every recipe, in order.")
+@click.option("--backend", default="numpy", show_default=True, help=f"One of: {', '.join(backend_names())}.")
+@click.option("--seed", type=int, default=None, help="Seed for initial weights and batch order [default: 0].")
+@click.option(
+    "--seeds",
+    default=None,
+    help="Several seeds, e.g. 0,1,2: mean ± std per recipe. Recipes with more than 200,000 steps run the "
+    "first seed only (see --all-seeds).",
+)
+@click.option("--all-seeds", is_flag=True, help="Run every seed of --seeds on the expensive recipes too.")
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the table and one paragraph per recipe as Markdown (docs/reproductions.md).",
+)
+@data_dir_option
+@offline_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per recipe.")
+def reproduce(
+    names, all_, backend, seed, seeds, all_seeds, markdown_path, data_dir, offline, as_json
+) -> None:
+    """Reproduce tutorials: NAME... (or --all) beside each article's published test accuracy."""
+    from ..errors import SpecError
+    from ..mnist import load_mnist
+    from ..reproduce import parse_seeds, render_markdown, render_table, reproduce, resolve_names
+
+    todo = resolve_names(names, all_)
+    if seed is not None and seeds is not None:
+        raise SpecError("give --seed or --seeds, not both")
+    if seed is not None and seed < 0:
+        raise SpecError(f"--seed must be a non-negative integer, got {seed}")
+    seed_list = parse_seeds(seeds) if seeds is not None else [0 if seed is None else seed]
+    check_writable(markdown_path, "Markdown report")
+    data = load_mnist(data_dir, offline=offline or None)
+    progress = _Progress()
+    try:
+        rows = reproduce(
+            todo,
+            backend,
+            seed_list,
+            data,
+            expensive_all_seeds=all_seeds,
+            on_start=progress.start,
+            on_progress=progress.update,
+        )
+    finally:
+        progress.close()
+    if markdown_path:
+        command = " ".join(sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else ""
+        with open(markdown_path, "w", encoding="utf-8") as f:
+            f.write(render_markdown(rows, command=command.removeprefix("reproduce ")))
+    if as_json:
+        echo_json([r.to_dict() for r in rows])
+        return
+    click.echo(render_table(rows))
+    if markdown_path:
+        click.echo(f"\nwrote {markdown_path}")
+
+
+reproduce.help = (reproduce.help or "").rstrip() + "\n\nRecipes: " + ", ".join(RECIPES) + "."
+
+COMMANDS = [reproduce]

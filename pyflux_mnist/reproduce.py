@@ -1,0 +1,317 @@
+"""Run the named recipes and set our test accuracy beside each article's published number.
+
+:func:`reproduce` trains each recipe (on one or several seeds), :func:`render_table` prints the comparison
+and :func:`render_markdown` writes ``docs/reproductions.md``: the table from this machine, one paragraph per
+recipe (its source, what the article did, what we interpreted: the recipe's ``notes``) and the seeds used.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendUnavailable, DivergedError, SpecError
+from .recipes import RECIPES, get_recipe
+from .spec import Recipe
+
+#: Within this many percentage points of the published number counts as reproduced.
+TOLERANCE_POINTS = 0.5
+
+#: Recipes with more optimiser steps than this are "expensive": with several seeds they run the first only.
+CHEAP_STEPS = 200_000
+
+#: Called before each run with (recipe, seed, index of the run, number of runs).
+StartFn = Callable[[Recipe, int, int, int], None]
+#: Called during a run with (steps done, total steps, latest loss), as :func:`~pyflux_mnist.training.train`.
+ProgressFn = Callable[[int, int, float], None]
+
+
+def total_steps(recipe: Recipe, n_train: int | None = None) -> int:
+    """Optimiser steps one run of ``recipe`` takes (the training set's size decides epoch-based ones)."""
+    if not recipe.epochs:
+        return recipe.steps
+    if n_train is None:
+        n_train = 55000 if recipe.data.train_split == "train-55k" else 60000
+        n_train *= 3 if recipe.data.augment == "rotate10" else 1
+    per_epoch = -(-n_train // recipe.batch_size) if recipe.batch_size else 1
+    return per_epoch * recipe.epochs
+
+
+def is_cheap(recipe: Recipe) -> bool:
+    return total_steps(recipe) <= CHEAP_STEPS
+
+
+@dataclass
+class Row:
+    """One recipe's reproduction on one backend, over one or more seeds."""
+
+    recipe: str
+    backend: str
+    published: float | None
+    seeds: list[int] = field(default_factory=list)
+    accuracies: list[float] = field(default_factory=list)  # test accuracy per seed
+    train_accuracies: list[float] = field(default_factory=list)
+    run_seconds: list[float] = field(default_factory=list)  # total seconds per seed
+    status: str = "ok"  # ok | skipped (the backend cannot express the recipe) | diverged
+    reason: str = ""
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return float(np.mean(self.accuracies)) if self.accuracies else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over seeds (``None`` with fewer than two)."""
+        return float(np.std(self.accuracies, ddof=1)) if len(self.accuracies) > 1 else None
+
+    @property
+    def seconds(self) -> float | None:
+        return float(np.mean(self.run_seconds)) if self.run_seconds else None
+
+    @property
+    def difference_points(self) -> float | None:
+        """Ours minus published, in percentage points."""
+        if self.published is None or self.test_accuracy is None:
+            return None
+        return 100 * (self.test_accuracy - self.published)
+
+    @property
+    def verdict(self) -> str:
+        d = self.difference_points
+        if self.status != "ok":
+            return self.status
+        if d is None:
+            return "no published number"
+        if abs(d) <= TOLERANCE_POINTS:
+            return "reproduced"
+        return "better" if d > 0 else "below"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "backend": self.backend,
+            "published": self.published,
+            "test_accuracy": self.test_accuracy,
+            "std": self.std,
+            "difference_points": self.difference_points,
+            "seconds": self.seconds,
+            "seeds": self.seeds,
+            "accuracies": self.accuracies,
+            "train_accuracies": self.train_accuracies,
+            "run_seconds": self.run_seconds,
+            "status": self.status,
+            "reason": self.reason,
+            "verdict": self.verdict,
+        }
+
+
+def resolve_names(names: Sequence[str], all_: bool) -> list[str]:
+    """The recipes to run, in the registry's order for ``--all``; unknown names are refused up front."""
+    if all_ and names:
+        raise SpecError("give recipe names or --all, not both")
+    if all_:
+        return list(RECIPES)
+    if not names:
+        raise SpecError(f"name the recipes to reproduce, or --all; choose from: {', '.join(RECIPES)}")
+    for name in names:
+        get_recipe(name)
+    return list(dict.fromkeys(names))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; a clear error for anything else."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise SpecError(f"--seeds takes integers separated by commas, like 0,1,2; got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SpecError(f"--seeds needs distinct non-negative integers, like 0,1,2; got {text!r}")
+    return seeds
+
+
+def reproduce(
+    names: Sequence[str],
+    backend: str = "numpy",
+    seeds: Sequence[int] = (0,),
+    data: Any = None,
+    *,
+    expensive_all_seeds: bool = False,
+    on_start: StartFn | None = None,
+    on_progress: ProgressFn | None = None,
+    train_fn: Callable[..., Any] | None = None,
+) -> list[Row]:
+    """Train each recipe on each seed (expensive recipes: the first seed only, unless told otherwise)."""
+    from .backends import get_backend
+    from .training import train
+
+    train_fn = train_fn or train
+    engine = get_backend(backend)  # refuse an unusable backend before any training
+    if data is None:
+        from .mnist import load_mnist
+
+        data = load_mnist()
+    recipes = [get_recipe(n) for n in names]
+    plan = [(r, list(seeds) if (expensive_all_seeds or is_cheap(r)) else [seeds[0]]) for r in recipes]
+    n_runs, k = sum(len(s) for _, s in plan), 0
+    rows = []
+    for r, run_seeds in plan:
+        row = Row(recipe=r.name, backend=engine.name, published=r.published)
+        for seed in run_seeds:
+            if on_start is not None:
+                on_start(r, seed, k, n_runs)
+            k += 1
+            try:
+                result = train_fn(r, engine, data, seed, on_progress=on_progress)
+            except BackendUnavailable as e:  # this backend cannot express this recipe
+                row.status, row.reason = "skipped", str(e)
+                break
+            except DivergedError as e:
+                row.status, row.reason = "diverged", f"seed {seed}: {e}"
+                break
+            row.seeds.append(seed)
+            row.accuracies.append(result.test_accuracy)
+            row.train_accuracies.append(result.train_accuracy)
+            row.run_seconds.append(result.seconds["total"])
+        rows.append(row)
+    return rows
+
+
+# --- rendering -------------------------------------------------------------------------------------
+
+
+def _acc(row: Row) -> str:
+    if row.test_accuracy is None:
+        return "—"
+    text = f"{row.test_accuracy:.4f}"
+    if row.std is not None:
+        text += f" ± {row.std:.4f} ({len(row.accuracies)} seeds)"
+    return text
+
+
+def _cells(row: Row) -> list[str]:
+    d = row.difference_points
+    return [
+        row.recipe,
+        "—" if row.published is None else f"{row.published:.4f}",
+        _acc(row),
+        "—" if d is None else f"{d:+.2f}",
+        "—" if row.seconds is None else _duration(row.seconds),
+        row.backend,
+        row.verdict,
+    ]
+
+
+HEADERS = ["recipe", "published", "ours", "diff (points)", "time", "backend", "verdict"]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 100:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60:02d} s"
+
+
+def render_table(rows: Sequence[Row]) -> str:
+    """A plain-text table for the terminal; skipped recipes say why underneath."""
+    cells = [HEADERS, *(_cells(r) for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += [f"{r.recipe}: {r.reason}" for r in rows if r.reason]
+    return "\n".join(lines)
+
+
+def render_markdown_table(rows: Sequence[Row]) -> str:
+    out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    out += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def machine_description() -> str:
+    blas = ""
+    try:
+        from threadpoolctl import threadpool_info
+
+        libs = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+        if libs:
+            blas = f", {libs[0].get('internal_api')} {libs[0].get('version')}"
+    except ImportError:
+        pass
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, NumPy {np.__version__}{blas}"
+    )
+
+
+def render_markdown(rows: Sequence[Row], *, command: str = "", intro: str = "") -> str:
+    """The whole ``docs/reproductions.md``."""
+    seeds = sorted({s for r in rows for s in r.seeds})
+    lines = [
+        "# Reproductions",
+        "",
+        "Each named recipe reproduces a published MNIST tutorial, quirks included; this page sets our test "
+        "accuracy beside the article's. Generated by `pyflux-mnist reproduce"
+        + (f" {command}" if command else "")
+        + "`.",
+        "",
+    ]
+    if intro:
+        lines += [intro, ""]
+    lines += [
+        f"Machine: {machine_description()}. Date: {_dt.date.today().isoformat()}.",
+        "",
+        f"Seeds: {', '.join(map(str, seeds)) or 'none'}. With several seeds, ours is the mean ± the sample "
+        f"standard deviation; recipes with more than {CHEAP_STEPS:,} steps run the first seed only. "
+        f"'reproduced' means within ±{TOLERANCE_POINTS} points of the published number. Times are one run's "
+        "total (data preparation, training, evaluation) on a machine shared with other jobs: noisy.",
+        "",
+        render_markdown_table(rows),
+        "",
+        "## The recipes",
+        "",
+    ]
+    for row in rows:
+        r = get_recipe(row.recipe)
+        lines += [f"### `{r.name}`", ""]
+        if r.source:
+            lines += [f"Source: {r.source}.", ""]
+        if r.notes:
+            lines += [r.notes, ""]
+        lines += [_result_sentence(row), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _result_sentence(row: Row) -> str:
+    if row.status == "skipped":
+        return f"Not run on the {row.backend} backend: {row.reason}"
+    parts = []
+    if row.accuracies:
+        per_seed = ", ".join(f"seed {s}: {a:.4f}" for s, a in zip(row.seeds, row.accuracies, strict=True))
+        parts.append(f"Ours on the {row.backend} backend: {per_seed}")
+        if row.std is not None:
+            spread = max(row.accuracies) - min(row.accuracies)
+            parts.append(f"mean {row.test_accuracy:.4f}, std {row.std:.4f}, spread {100 * spread:.2f} points")
+        if row.published is not None and row.difference_points is not None:
+            parts.append(f"{row.difference_points:+.2f} points from the published {row.published:.4f}")
+    if row.status == "diverged":
+        parts.append(f"diverged: {row.reason}")
+    return "; ".join(parts) + "." if parts else ""
+
+
+def summary_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    return [r.to_dict() for r in rows]
+
+
+def rows_from_json(items: Sequence[dict[str, Any]]) -> list[Row]:
+    """Rows back from ``--json`` output, to render the Markdown again without training."""
+    keep = ("recipe", "backend", "published", "seeds", "accuracies", "train_accuracies", "run_seconds")
+    return [
+        Row(**{k: item[k] for k in keep}, status=item.get("status", "ok"), reason=item.get("reason", ""))
+        for item in items
+    ]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BackendUnavailable, DivergedError, SpecError
+from .errors import DivergedError, SpecError
 from .recipes import RECIPES, get_recipe
 from .spec import Recipe
 
@@ -162,15 +162,19 @@ def reproduce(
     rows = []
     for r, run_seeds in plan:
         row = Row(recipe=r.name, backend=engine.name, published=r.published)
+        try:
+            engine.check_recipe(r)
+        except SpecError as e:  # this backend cannot express this recipe (Rashid's rule)
+            row.status, row.reason = "skipped", str(e)
+            rows.append(row)
+            k += len(run_seeds)
+            continue
         for seed in run_seeds:
             if on_start is not None:
                 on_start(r, seed, k, n_runs)
             k += 1
             try:
                 result = train_fn(r, engine, data, seed, on_progress=on_progress)
-            except BackendUnavailable as e:  # this backend cannot express this recipe
-                row.status, row.reason = "skipped", str(e)
-                break
             except DivergedError as e:
                 row.status, row.reason = "diverged", f"seed {seed}: {e}"
                 break

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from pyflux_mnist import reproduce as rp
 from pyflux_mnist.cli import cli
-from pyflux_mnist.errors import BackendUnavailable, SpecError
+from pyflux_mnist.errors import SpecError
 from pyflux_mnist.recipes import RECIPES
 
 
@@ -20,8 +20,6 @@ def _fake_train(accuracies: dict[tuple[str, int], float]):
 
     def train_fn(recipe, engine, data, seed, on_progress=None):
         calls.append((recipe.name, seed))
-        if recipe.name == "rashid" and engine.name != "numpy":
-            raise BackendUnavailable("cannot express it")
         if on_progress:
             on_progress(1, 1, 0.5)
         acc = accuracies.get((recipe.name, seed), 0.9)
@@ -47,6 +45,14 @@ def test_rows_compare_with_the_published_number_over_seeds() -> None:
     for key in ("recipe", "backend", "published", "test_accuracy", "seconds"):
         assert key in d
     assert rp.rows_from_json(json.loads(json.dumps(rp.summary_json(rows))))[0].to_dict() == d
+
+
+def test_a_backend_that_cannot_express_a_recipe_gives_a_skipped_row() -> None:
+    pytest.importorskip("torch")
+    train_fn, calls = _fake_train({})
+    rows = rp.reproduce(["rashid", "keras"], "torch", [0], data=object(), train_fn=train_fn)
+    assert rows[0].status == "skipped" and "only the NumPy backend" in rows[0].reason
+    assert calls == [("keras", 0)]  # rashid never started
 
 
 def test_cheap_and_expensive_recipes() -> None:

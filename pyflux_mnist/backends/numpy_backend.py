@@ -269,8 +269,6 @@ class NumpyTrainer(Trainer):
       ``np.matmul(..., out=)``, and a batch of one sample is a view, not a copy.
     """
 
-    chunk_size = 32  # the training loop's bookkeeping is per call, not per step
-
     def __init__(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
         self.recipe = recipe
         self.spec = recipe.model

@@ -255,7 +255,7 @@ def run_bench(
             "warmup_steps": 1,
         },
     }
-    status = backend_status()
+    status = backend_status(config_recipe)  # also: a backend that cannot express the recipe is unavailable
     rows: dict[str, dict[str, Any]] = {}
     workers: dict[str, WorkerProcess] = {}
     base = {"recipe": config_recipe.to_dict(), "seed": seed, "data_dir": data_dir, "offline": offline}

@@ -86,6 +86,16 @@ def test_unavailable_backend_only_is_a_row_and_exit_zero(mnist_dir, monkeypatch)
     assert out["results"][0]["reason"]
 
 
+def test_a_backend_that_cannot_express_the_recipe_is_an_unavailable_row(mnist_dir, monkeypatch) -> None:
+    pytest.importorskip("torch")
+    args = ["--backends", "numpy,torch", "--recipe", "rashid", "--steps", "5", "--repeat", "1", "--json"]
+    result = _bench(args, monkeypatch, mnist_dir)
+    assert result.exit_code == 0, result.output
+    numpy_row, torch_row = json.loads(result.stdout)["results"]
+    assert numpy_row["status"] == "ok"
+    assert torch_row["status"] == "unavailable" and "only the NumPy backend" in torch_row["reason"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import BackendUnavailable, SpecError
+from ..spec import Recipe
 from .base import Backend, Trainer
 
 #: name -> "module:class". Order is the order reports list them in.
@@ -38,9 +39,18 @@ def get_backend(name: str) -> Backend:
     return backend
 
 
-def backend_status() -> dict[str, str | None]:
-    """``{name: None if usable else the reason}`` for every registered backend."""
-    return {name: _load(name).unavailable_reason() for name in BACKENDS}
+def backend_status(recipe: Recipe | None = None) -> dict[str, str | None]:
+    """``{name: None if usable else the reason}`` for every registered backend (and for ``recipe``)."""
+    status: dict[str, str | None] = {}
+    for name in BACKENDS:
+        backend = _load(name)
+        status[name] = backend.unavailable_reason()
+        if status[name] is None and recipe is not None:
+            try:
+                backend.check_recipe(recipe)
+            except SpecError as e:
+                status[name] = str(e)
+    return status
 
 
 def available_backends() -> list[str]:

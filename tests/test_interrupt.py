@@ -107,6 +107,8 @@ def _fails_fast(result, text: str) -> None:
         (["--checkpoint", "/nonexistent-dir/c.npz"], "cannot write the checkpoint"),
         (["--plot", "/nonexistent-dir/p.png"], "cannot write the plot"),
         (["--resume", "/nonexistent-dir/c.npz"], "no checkpoint at"),
+        (["--backend", "jax"], "unknown backend 'jax'"),
+        (["--backend", "torch", "--recipe", "rashid"], "only the NumPy backend implements it"),
     ],
 )
 def test_bad_options_fail_before_any_work(run, args, text, monkeypatch) -> None:

@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from .. import __version__
-from ..backends import backend_names, backend_status
+from ..backends import backend_names, backend_status, get_backend
 from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError
 from ..recipes import RECIPES
@@ -126,6 +126,7 @@ def train(
     check_writable(save_path, "model")
     check_writable(plot_path, "plot")
     check_writable(checkpoint_path, "checkpoint")
+    get_backend(backend).check_recipe(r)  # unknown, unavailable or unable: said before the data loads
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
     with _bar(0, f"{r.name} [{backend}]") as bar:
 

@@ -32,7 +32,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_write
 from .errors import DivergedError, ModelFileError, PyfluxError
-from .model import MAX_ARRAY_BYTES, MAX_META_BYTES, READ_ERRORS, _name, _recipe, first_line, member_header
+from .model import entry_name, open_npz, read_array, read_json_meta, recipe_from_meta
 from .spec import Recipe
 
 FORMAT = "pyflux-mnist-checkpoint"
@@ -81,7 +81,7 @@ def save_checkpoint(path: str | os.PathLike[str], ck: Checkpoint) -> Path:
     diverging run never replaces a good checkpoint with a broken one.
     """
     path = Path(path)
-    arrays: dict[str, np.ndarray] = {_name(i): np.asarray(p, np.float32) for i, p in enumerate(ck.params)}
+    arrays = {entry_name(i): np.asarray(p, np.float32) for i, p in enumerate(ck.params)}
     for key, value in ck.optimizer_state.items():
         arrays[_slot_key(key)] = np.asarray(value, np.int64 if key == "t" else np.float32)
     arrays["losses"] = np.asarray(ck.losses, np.float64)
@@ -115,40 +115,28 @@ def save_checkpoint(path: str | os.PathLike[str], ck: Checkpoint) -> Path:
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate a checkpoint; any problem is one :class:`ModelFileError` line."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            if "meta" not in names:
-                raise ModelFileError(f"{path} is not a pyflux-mnist checkpoint: no metadata entry")
-            meta = _read_meta(npz, path)
-            recipe = _recipe(meta, path)
-            steps_done, total = _count(meta, "steps_done", path), _count(meta, "total_steps", path)
-            if not 0 < steps_done <= total:
-                raise ModelFileError(f"{path}: {steps_done} steps done of {total} is not a training position")
-            shapes = [s for pair in recipe.model.shapes for s in pair]
-            slots = [f"{s}/{i}" for s in SLOTS[recipe.optimizer.name] for i in range(len(shapes))]
-            wanted = (
-                {_name(i) for i in range(len(shapes))}
-                | {_slot_key(k) for k in ["t", *slots]}
-                | {"losses", "meta"}
-            )
-            if names != wanted:
-                raise ModelFileError(f"{path}: expected entries {sorted(wanted)}, found {sorted(names)}")
-            params = [_read(npz, _name(i), np.float32, s, path) for i, s in enumerate(shapes)]
-            state = {
-                key: _read(npz, _slot_key(key), np.float32, shapes[int(key.split("/")[1])], path)
-                for key in slots
-            }
-            state["t"] = _read(npz, "opt.t", np.int64, (), path)
-            losses = _read(npz, "losses", np.float64, (steps_done,), path)
-    except ModelFileError:
-        raise
-    except FileNotFoundError:
-        raise ModelFileError(f"no checkpoint at {path}") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path} is a directory, not a checkpoint") from None
-    except READ_ERRORS as e:
-        raise ModelFileError(f"{path} is not a readable checkpoint: {first_line(e)}") from None
+    with open_npz(path, "checkpoint") as npz:
+        meta = _read_meta(npz, path)
+        recipe = recipe_from_meta(meta, path)
+        steps_done, total = _count(meta, "steps_done", path), _count(meta, "total_steps", path)
+        if not 0 < steps_done <= total:
+            raise ModelFileError(f"{path}: {steps_done} steps done of {total} is not a training position")
+        shapes = [s for pair in recipe.model.shapes for s in pair]
+        slots = [f"{s}/{i}" for s in SLOTS[recipe.optimizer.name] for i in range(len(shapes))]
+        wanted = (
+            {entry_name(i) for i in range(len(shapes))}
+            | {_slot_key(k) for k in ["t", *slots]}
+            | {"losses", "meta"}
+        )
+        if set(npz.files) != wanted:
+            raise ModelFileError(f"{path}: expected entries {sorted(wanted)}, found {sorted(npz.files)}")
+        params = [read_array(npz, entry_name(i), np.float32, s, path) for i, s in enumerate(shapes)]
+        state = {
+            key: read_array(npz, _slot_key(key), np.float32, shapes[int(key.split("/")[1])], path)
+            for key in slots
+        }
+        state["t"] = read_array(npz, "opt.t", np.int64, (), path)
+        losses = read_array(npz, "losses", np.float64, (steps_done,), path)
     if int(state["t"]) != steps_done:
         raise ModelFileError(
             f"{path}: optimiser step {int(state['t'])} does not match {steps_done} steps done"
@@ -170,13 +158,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 
 def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
-    shape, dtype = member_header(npz, "meta", path, MAX_META_BYTES)
-    if dtype.kind != "U" or shape != ():
-        raise ModelFileError(f"{path}: metadata must be one JSON string, got {dtype} {shape}")
-    try:
-        meta = json.loads(str(npz["meta"]))
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{path}: metadata is not valid JSON ({e.msg})") from None
+    meta = read_json_meta(npz, path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         hint = " (a model file: use it with evaluate, not --resume)" if _is_model(meta) else ""
         raise ModelFileError(f"{path} is not a pyflux-mnist checkpoint{hint}")
@@ -199,18 +181,6 @@ def _count(meta: dict[str, Any], key: str, path: Path, minimum: int = 1) -> int:
             f"{path}: checkpoint metadata {key!r} must be an integer >= {minimum}, got {value!r}"
         )
     return value
-
-
-def _read(npz: Any, name: str, dtype: type, shape: tuple[int, ...], path: Path) -> np.ndarray:
-    declared_shape, declared_dtype = member_header(npz, name, path, MAX_ARRAY_BYTES)
-    if declared_dtype != dtype or declared_shape != shape:
-        raise ModelFileError(
-            f"{path}: {name} should be {np.dtype(dtype)} {shape}, found {declared_dtype} {declared_shape}"
-        )
-    a = npz[name]
-    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-        raise ModelFileError(f"{path}: {name} contains NaN or Inf")
-    return a
 
 
 def check_resumable(ck: Checkpoint, backend: str, total_steps: int, fingerprint: str, path: Any) -> None:

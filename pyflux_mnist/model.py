@@ -8,11 +8,13 @@ before any array is used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import lzma
 import os
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,7 @@ class Model:
             "recipe": self.recipe.to_dict(),
             **self.meta,
         }
-        arrays = {_name(i): p for i, p in enumerate(self.params)}
+        arrays = {entry_name(i): p for i, p in enumerate(self.params)}
         try:
             with atomic_write(path) as f:
                 np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
@@ -103,47 +105,58 @@ class Model:
         return predict_files(self, paths, top=top)
 
 
-def _name(i: int) -> str:
+def entry_name(i: int) -> str:
     """Entry names: W1, b1, W2, b2, ..."""
     return f"{'Wb'[i % 2]}{i // 2 + 1}"
+
+
+@contextlib.contextmanager
+def open_npz(path: Path, what: str) -> Iterator[Any]:
+    """``np.load(path, allow_pickle=False)``, with every way the file can be missing, unreadable or not
+    ours turned into one :class:`ModelFileError` line (``what``: "model file", "checkpoint")."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "meta" not in npz.files:
+                raise ModelFileError(f"{path} is not a pyflux-mnist {what}: no metadata entry")
+            yield npz
+    except ModelFileError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f"no {what} at {path}") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a directory, not a {what}") from None
+    except READ_ERRORS as e:
+        raise ModelFileError(f"{path} is not a readable {what}: {first_line(e)}") from None
+
+
+def read_json_meta(npz: Any, path: Path) -> Any:
+    """The ``meta`` entry: one JSON string, parsed (its size checked before it is read)."""
+    shape, dtype = member_header(npz, "meta", path, MAX_META_BYTES)
+    if dtype.kind != "U" or shape != ():
+        raise ModelFileError(f"{path}: metadata must be one JSON string, got {dtype} {shape}")
+    try:
+        return json.loads(str(npz["meta"]))
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{path}: metadata is not valid JSON ({e.msg})") from None
 
 
 def load_model(path: str | os.PathLike[str]) -> Model:
     """Read and validate a model file; any problem is one :class:`ModelFileError` line."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            if "meta" not in names:
-                raise ModelFileError(f"{path} is not a pyflux-mnist model: no metadata entry")
-            meta = _read_meta(npz, path)
-            recipe = _recipe(meta, path)
-            expected = [s for pair in recipe.model.shapes for s in pair]
-            wanted = {_name(i) for i in range(len(expected))} | {"meta"}
-            if names != wanted:
-                raise ModelFileError(f"{path}: expected entries {sorted(wanted)}, found {sorted(names)}")
-            params = [_read_array(npz, _name(i), shape, path) for i, shape in enumerate(expected)]
-    except ModelFileError:
-        raise
-    except FileNotFoundError:
-        raise ModelFileError(f"no model file at {path}") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path} is a directory, not a model file") from None
-    except READ_ERRORS as e:
-        raise ModelFileError(f"{path} is not a readable model file: {first_line(e)}") from None
-    meta = {k: v for k, v in meta.items() if k not in ("recipe",)}
+    with open_npz(path, "model file") as npz:
+        meta = _read_meta(npz, path)
+        recipe = recipe_from_meta(meta, path)
+        expected = [s for pair in recipe.model.shapes for s in pair]
+        wanted = {entry_name(i) for i in range(len(expected))} | {"meta"}
+        if set(npz.files) != wanted:
+            raise ModelFileError(f"{path}: expected entries {sorted(wanted)}, found {sorted(npz.files)}")
+        params = [read_array(npz, entry_name(i), np.float32, s, path) for i, s in enumerate(expected)]
+    meta = {k: v for k, v in meta.items() if k != "recipe"}
     return Model(recipe, params, meta)
 
 
 def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
-    shape, dtype = member_header(npz, "meta", path, MAX_META_BYTES)
-    if dtype.kind != "U" or shape != ():
-        raise ModelFileError(f"{path}: metadata must be one JSON string, got {dtype} {shape}")
-    raw = npz["meta"]
-    try:
-        meta = json.loads(str(raw))
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{path}: metadata is not valid JSON ({e.msg})") from None
+    meta = read_json_meta(npz, path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a pyflux-mnist model (format tag missing)")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -154,7 +167,7 @@ def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
     return meta
 
 
-def _recipe(meta: dict[str, Any], path: Path) -> Recipe:
+def recipe_from_meta(meta: dict[str, Any], path: Path) -> Recipe:
     try:
         return Recipe.from_dict(meta.get("recipe"))
     except PyfluxError as e:
@@ -201,11 +214,14 @@ def member_header(npz: Any, name: str, path: Path, limit: int) -> tuple[tuple[in
     return shape, dtype
 
 
-def _read_array(npz: Any, name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
-    declared_shape, dtype = member_header(npz, name, path, MAX_ARRAY_BYTES)
-    if dtype != np.float32 or declared_shape != shape:
-        raise ModelFileError(f"{path}: {name} should be float32 {shape}, found {dtype} {declared_shape}")
+def read_array(npz: Any, name: str, dtype: type, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    """Entry ``name``, which must be exactly ``dtype`` and ``shape`` (and finite, if floating point)."""
+    declared_shape, declared_dtype = member_header(npz, name, path, MAX_ARRAY_BYTES)
+    if declared_dtype != dtype or declared_shape != shape:
+        raise ModelFileError(
+            f"{path}: {name} should be {np.dtype(dtype)} {shape}, found {declared_dtype} {declared_shape}"
+        )
     a = npz[name]
-    if not np.all(np.isfinite(a)):
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         raise ModelFileError(f"{path}: {name} contains NaN or Inf")
     return a

@@ -202,6 +202,8 @@ def _serve_real(mirror: LocalMirror, prefix: str, mnist_dir: Path) -> None:
 
 
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache that load_mnist() will use: no $PYFLUX_MNIST_DATA in front of it (CI sets one)."""
+    monkeypatch.delenv("PYFLUX_MNIST_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     return tmp_path / "xdg" / "pyflux-mnist"
 

@@ -9,6 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+# mkstemp creates files readable by their owner only; a saved model or picture should get the permissions
+# any other new file would (read once, at import, while nothing else runs).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
@@ -20,6 +25,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             yield f
             f.flush()
             os.fsync(f.fileno())

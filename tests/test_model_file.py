@@ -123,3 +123,12 @@ def test_zip_without_npy_members_is_refused(tmp_path) -> None:
         z.writestr("meta.npy", b"\x93NUMPY garbage")
     with pytest.raises(ModelFileError):
         load_model(path)
+
+
+def test_saved_files_get_ordinary_permissions(model: Model, tmp_path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = model.save(tmp_path / "m.npz")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

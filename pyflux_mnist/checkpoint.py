@@ -32,7 +32,8 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_write
 from .errors import DivergedError, ModelFileError, PyfluxError
-from .model import entry_name, open_npz, read_array, read_json_meta, recipe_from_meta
+from .model import FORMAT as MODEL_FORMAT
+from .model import entry_name, open_npz, read_array, read_meta, recipe_from_meta
 from .spec import Recipe
 
 FORMAT = "pyflux-mnist-checkpoint"
@@ -116,7 +117,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate a checkpoint; any problem is one :class:`ModelFileError` line."""
     path = Path(path)
     with open_npz(path, "checkpoint") as npz:
-        meta = _read_meta(npz, path)
+        meta = read_meta(
+            npz, path, FORMAT, FORMAT_VERSION, "checkpoint",
+            hints={MODEL_FORMAT: " (a model file: use it with evaluate, not --resume)"},
+        )  # fmt: skip
         recipe = recipe_from_meta(meta, path)
         steps_done, total = _count(meta, "steps_done", path), _count(meta, "total_steps", path)
         if not 0 < steps_done <= total:
@@ -155,23 +159,6 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         data_fingerprint=fingerprint,
         every=_count(meta, "every", path, minimum=0),
     )
-
-
-def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
-    meta = read_json_meta(npz, path)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        hint = " (a model file: use it with evaluate, not --resume)" if _is_model(meta) else ""
-        raise ModelFileError(f"{path} is not a pyflux-mnist checkpoint{hint}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: checkpoint format version {meta.get('format_version')!r} is not supported "
-            f"(this is pyflux-mnist {__version__}, format {FORMAT_VERSION})"
-        )
-    return meta
-
-
-def _is_model(meta: Any) -> bool:
-    return isinstance(meta, dict) and meta.get("format") == "pyflux-mnist-model"
 
 
 def _count(meta: dict[str, Any], key: str, path: Path, minimum: int = 1) -> int:

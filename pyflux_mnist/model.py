@@ -144,7 +144,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     """Read and validate a model file; any problem is one :class:`ModelFileError` line."""
     path = Path(path)
     with open_npz(path, "model file") as npz:
-        meta = _read_meta(npz, path)
+        meta = read_meta(npz, path, FORMAT, FORMAT_VERSION, "model file")
         recipe = recipe_from_meta(meta, path)
         expected = [s for pair in recipe.model.shapes for s in pair]
         wanted = {entry_name(i) for i in range(len(expected))} | {"meta"}
@@ -155,14 +155,18 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     return Model(recipe, params, meta)
 
 
-def _read_meta(npz: Any, path: Path) -> dict[str, Any]:
+def read_meta(
+    npz: Any, path: Path, fmt: str, version: int, what: str, hints: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The metadata of a file of format ``fmt``; ``hints`` maps another format tag to advice."""
     meta = read_json_meta(npz, path)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a pyflux-mnist model (format tag missing)")
-    if meta.get("format_version") != FORMAT_VERSION:
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != fmt:
+        raise ModelFileError(f"{path} is not a pyflux-mnist {what}{(hints or {}).get(found, '')}")
+    if meta.get("format_version") != version:
         raise ModelFileError(
-            f"{path}: model format version {meta.get('format_version')!r} is not supported "
-            f"(this is pyflux-mnist {__version__}, format {FORMAT_VERSION})"
+            f"{path}: {what} format version {meta.get('format_version')!r} is not supported "
+            f"(this is pyflux-mnist {__version__}, format {version})"
         )
     return meta
 

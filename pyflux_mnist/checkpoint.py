@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import threading
@@ -29,11 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .atomic import atomic_write
 from .errors import DivergedError, ModelFileError, PyfluxError
 from .model import FORMAT as MODEL_FORMAT
-from .model import entry_name, open_npz, read_array, read_meta, recipe_from_meta
+from .model import entry_name, open_npz, read_array, read_meta, recipe_from_meta, write_npz
 from .spec import Recipe
 
 FORMAT = "pyflux-mnist-checkpoint"
@@ -93,9 +90,6 @@ def save_checkpoint(path: str | os.PathLike[str], ck: Checkpoint) -> Path:
                 f"learning rate (--lr); the checkpoint {path} was not overwritten"
             )
     meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "package_version": __version__,
         "recipe": ck.recipe.to_dict(),
         "seed": ck.seed,
         "backend": ck.backend,
@@ -105,12 +99,7 @@ def save_checkpoint(path: str | os.PathLike[str], ck: Checkpoint) -> Path:
         "every": ck.every,
         **ck.extra,
     }
-    try:
-        with atomic_write(path) as f:
-            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-    except OSError as e:
-        raise ModelFileError(f"cannot save the checkpoint to {path}: {e.strerror or e}") from None
-    return path
+    return write_npz(path, FORMAT, FORMAT_VERSION, "checkpoint", meta, arrays)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

@@ -82,21 +82,9 @@ class Model:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model atomically: the previous file stays intact if anything fails."""
-        path = Path(path)
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "package_version": __version__,
-            "recipe": self.recipe.to_dict(),
-            **self.meta,
-        }
         arrays = {entry_name(i): p for i, p in enumerate(self.params)}
-        try:
-            with atomic_write(path) as f:
-                np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-        except OSError as e:
-            raise ModelFileError(f"cannot save the model to {path}: {e.strerror or e}") from None
-        return path
+        meta = {"recipe": self.recipe.to_dict(), **self.meta}
+        return write_npz(path, FORMAT, FORMAT_VERSION, "model", meta, arrays)
 
     def predict_images(self, paths: Any, top: int = 3) -> list[dict[str, Any]]:
         """Predict image files (any photo or drawing of a digit; see :mod:`pyflux_mnist.photo`)."""
@@ -108,6 +96,26 @@ class Model:
 def entry_name(i: int) -> str:
     """Entry names: W1, b1, W2, b2, ..."""
     return f"{'Wb'[i % 2]}{i // 2 + 1}"
+
+
+def write_npz(
+    path: str | os.PathLike[str],
+    fmt: str,
+    version: int,
+    what: str,
+    meta: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+) -> Path:
+    """Write ``arrays`` and a JSON ``meta`` entry (tagged with ``fmt``, ``version`` and the package version)
+    atomically: the previous file stays intact if anything fails."""
+    path = Path(path)
+    meta = {"format": fmt, "format_version": version, "package_version": __version__, **meta}
+    try:
+        with atomic_write(path) as f:
+            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    except OSError as e:
+        raise ModelFileError(f"cannot save the {what} to {path}: {e.strerror or e}") from None
+    return path
 
 
 @contextlib.contextmanager

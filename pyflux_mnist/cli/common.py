@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
@@ -41,7 +40,3 @@ def _jsonable(x: Any) -> Any:
 def progress(msg: str) -> None:
     """A line of progress on stderr (stdout stays clean for results and --json)."""
     click.echo(msg, err=True)
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

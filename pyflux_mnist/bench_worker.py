@@ -19,6 +19,8 @@ import time
 import traceback
 from typing import Any
 
+from .blas import thread_pools  # threadpoolctl loads no library itself: the thread variables still apply
+
 #: The square sgemm the roofline row measures (n × n × n, float32): 17 GFLOP, about 0.1 s at peak.
 SGEMM_N = 2048
 
@@ -38,16 +40,6 @@ def _peak_rss_mb() -> float | None:
         return None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB elsewhere
-
-
-def blas_libraries() -> list[dict[str, Any]]:
-    """What threadpoolctl sees loaded in this process: library, version, kernel, threads."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return []
-    keys = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer", "num_threads")
-    return [{k: lib.get(k) for k in keys} for lib in threadpool_info()]
 
 
 def _one_line(e: BaseException) -> str:
@@ -171,7 +163,7 @@ class Worker:
             t0 = time.perf_counter()
             backend.trainer  # noqa: B018  (the module is imported; nothing else to load)
             setup["import"] = time.perf_counter() - t0
-        threads["blas"] = blas_libraries()
+        threads["blas"] = thread_pools()
         return threads
 
     def run(self, steps: int) -> dict[str, Any]:
@@ -216,7 +208,7 @@ def main() -> int:
         if config["backend"] == "sgemm":
             import numpy as np
 
-            worker.send(event="ready", version=f"numpy {np.__version__}", threads={"blas": blas_libraries()})
+            worker.send(event="ready", version=f"numpy {np.__version__}", threads={"blas": thread_pools()})
         else:
             worker.send(**worker.start_backend())
     except Exception as e:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .blas import blas_threads, set_blas_threads
 from .errors import BackendUnavailable, PyfluxError
 
 JULIA_SWITCH = "PYFLUX_MNIST_JULIA"  # "0" turns the Flux backend off
@@ -228,31 +229,16 @@ def _pin_blas(julia: Julia) -> None:
         if wanted:
             pin_blas_threads(int(wanted), julia)
         else:
-            n = numpy_blas_threads()
-            if n is not None:
-                julia.set_blas_threads(n)
+            julia.set_blas_threads(blas_threads())
     except Exception as e:  # never fail training over a benchmark nicety
         warnings.warn(f"could not pin BLAS threads: {first_line(str(e))}", stacklevel=3)
 
 
-def numpy_blas_threads() -> int | None:
-    """NumPy's BLAS thread count (``None`` without threadpoolctl)."""
-    if importlib.util.find_spec("threadpoolctl") is None:
-        return None
-    from threadpoolctl import threadpool_info
-
-    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
-    return min(counts) if counts else None
-
-
 def pin_blas_threads(n: int, julia: Julia | None = None) -> None:
-    """Use ``n`` BLAS threads in NumPy (through threadpoolctl, when installed) and in Julia."""
+    """Use ``n`` BLAS threads in NumPy and in Julia, from now on."""
     if n < 1:
         raise PyfluxError(f"BLAS threads must be at least 1, got {n}")
-    if importlib.util.find_spec("threadpoolctl") is not None:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=n, user_api="blas")  # applies now, for the rest of the process
+    set_blas_threads(n)
     (julia or load()).set_blas_threads(n)
 
 

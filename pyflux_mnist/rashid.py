@@ -19,32 +19,24 @@ which is Rashid's rule for ``B = 1`` (his only case) and its batch mean otherwis
 The rule is no loss's gradient, so only the NumPy backend runs it: this module is that backend's trainer for
 recipes with ``rule="rashid"``. It is also the fast path for per-sample SGD: one sample per step is dominated
 by call overhead, so the loop preallocates everything, does the big weight update in place with BLAS ``ger``
-(when SciPy is installed) and pins BLAS to one thread (when threadpoolctl is installed; two threads on a
-784×200 matrix-vector product are several times slower than one).
+(when SciPy is installed) and pins BLAS to one thread (two threads on a 784×200 matrix-vector product are
+several times slower than one).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import numpy as np
 
 from .backends.base import Trainer
+from .blas import one_blas_thread
 from .spec import Recipe
 
 try:  # in-place rank-one update; the NumPy fallback needs a temporary matrix
     from scipy.linalg.blas import sger as _sger
 except ImportError:  # pragma: no cover - SciPy is optional
     _sger = None
-
-
-def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is optional
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -124,7 +116,7 @@ class RashidTrainer(Trainer):
     def run(self, batches: Sequence[np.ndarray | None]) -> np.ndarray:
         losses = np.empty(len(batches), dtype=np.float64)
         full = np.arange(len(self.X_rows))
-        with _one_blas_thread(), np.errstate(over="ignore", invalid="ignore"):
+        with one_blas_thread(), np.errstate(over="ignore", invalid="ignore"):
             for k, batch in enumerate(batches):
                 idx = full if batch is None else batch
                 losses[k] = self._sample(int(idx[0])) if len(idx) == 1 else self._batch(idx)

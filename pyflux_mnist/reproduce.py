@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .blas import blas_libraries
 from .errors import DivergedError, SpecError
 from .recipes import RECIPES, get_recipe
 from .spec import Recipe
@@ -238,15 +239,8 @@ def render_markdown_table(rows: Sequence[Row]) -> str:
 
 
 def machine_description() -> str:
-    blas = ""
-    try:
-        from threadpoolctl import threadpool_info
-
-        libs = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
-        if libs:
-            blas = f", {libs[0].get('internal_api')} {libs[0].get('version')}"
-    except ImportError:
-        pass
+    libs = blas_libraries()
+    blas = f", {libs[0]['internal_api']} {libs[0]['version']}" if libs else ""
     return (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, NumPy {np.__version__}{blas}"

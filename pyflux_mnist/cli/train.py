@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import __version__
 from ..backends import backend_names, backend_status, get_backend
+from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError
 from ..recipes import RECIPES
@@ -320,14 +321,8 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
 
 
 def blas_info() -> list[dict]:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return [{"note": "install threadpoolctl for BLAS details"}]
-    return [
-        {k: v for k, v in lib.items() if k in ("internal_api", "version", "num_threads", "architecture")}
-        for lib in threadpool_info()
-    ]
+    keys = ("internal_api", "version", "num_threads", "architecture")
+    return [{k: lib[k] for k in keys} for lib in blas_libraries()]
 
 
 @click.command()

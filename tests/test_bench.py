@@ -1,21 +1,16 @@
 """``pyflux-mnist bench``: end to end on real MNIST with tiny step counts (no timing assertions), the JSON
-shape, unavailable backends, bad options; and the fast NumPy trainer against the plain reference."""
+shape, unavailable backends, bad options."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pyflux_mnist.backends.numpy_backend import NumpyTrainer, ReferenceTrainer
 from pyflux_mnist.bench import flops_per_step, render_markdown
 from pyflux_mnist.cli import cli
-from pyflux_mnist.init import init_params
-from pyflux_mnist.prepare import prepare, schedule
 from pyflux_mnist.recipes import get_recipe
-from pyflux_mnist.training import resolve_recipe
 
 ROW_NUMBERS = ("setup_seconds", "ms_per_step", "final_loss", "test_accuracy", "peak_rss_mb")
 
@@ -162,75 +157,6 @@ def test_flops_per_step_counts_the_matrix_products() -> None:
     r = get_recipe("flux-tutorial")
     n = 60000
     assert flops_per_step(r, n) == 2 * 2 * n * 784 * 32 + 3 * 2 * n * 32 * 10
-
-
-# --- the fast NumPy trainer against the plain reference ----------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "steps", "n"),
-    [
-        ("flux-tutorial", 8, 3000),
-        ("keras", 40, 6000),
-        ("rashid", 300, 2000),
-        ("numpy-twolayer", 30, 2000),
-        ("tensorflow-tutorial", 20, 7000),
-    ],
-)
-def test_fast_trainer_gives_the_reference_losses(mnist, name, steps, n) -> None:
-    recipe = resolve_recipe(get_recipe(name), steps=steps)
-
-    class Subset:
-        train_images, train_labels = mnist.train_images[:n], mnist.train_labels[:n]
-        test_images, test_labels = mnist.test_images[:10], mnist.test_labels[:10]
-
-    prepared = prepare(Subset, recipe.data)
-    init_seq, batch_seq = np.random.SeedSequence(0).spawn(2)
-    params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
-    batches = list(schedule(recipe, prepared.X_train.shape[1], batch_seq))
-    ref = ReferenceTrainer(recipe, params, prepared.X_train, prepared.Y_train)
-    fast = NumpyTrainer(recipe, params, prepared.X_train, prepared.Y_train)
-    np.testing.assert_allclose(fast.run(batches), ref.run(batches), rtol=1e-6)
-    for a, b in zip(fast.parameters(), ref.parameters(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    if recipe.data.scale != "rashid":  # pixels zero everywhere: their weights never move, state stays 0
-        unused = ~prepared.X_train.any(axis=1)
-        assert unused.any()
-        np.testing.assert_array_equal(fast.parameters()[0][:, unused], params[0][:, unused])
-        state = fast.optimizer_state()
-        assert not any(state[k][:, unused].any() for k in state if k.endswith("/0"))
-        np.testing.assert_allclose(
-            state.get("m/0", state.get("acc/0", 0)),
-            ref.optimizer_state().get("m/0", ref.optimizer_state().get("acc/0", 0)),
-            rtol=1e-3,
-            atol=1e-6,
-        )
-
-
-def test_fast_trainer_keeps_every_column_for_foreign_optimiser_state(mnist) -> None:
-    """Adam state that is nonzero on a never-lit pixel moves that weight: the trainer must not skip it."""
-    recipe = get_recipe("flux-tutorial")
-
-    class Subset:
-        train_images, train_labels = mnist.train_images[:1000], mnist.train_labels[:1000]
-        test_images, test_labels = mnist.test_images[:10], mnist.test_labels[:10]
-
-    prepared = prepare(Subset, recipe.data)
-    params = init_params(recipe.model, recipe.init, np.random.default_rng(0))
-    ref = ReferenceTrainer(recipe, params, prepared.X_train, prepared.Y_train)
-    fast = NumpyTrainer(recipe, params, prepared.X_train, prepared.Y_train)
-    ref.run([None] * 2)
-    state = ref.optimizer_state()
-    unused = np.flatnonzero(~prepared.X_train.any(axis=1))
-    state["m/0"][:, unused[0]] = 0.5
-    state["v/0"][:, unused[0]] = 1.0
-    ref2 = ReferenceTrainer(recipe, ref.parameters(), prepared.X_train, prepared.Y_train)
-    ref2.load_optimizer_state(state)
-    fast2 = NumpyTrainer(recipe, ref.parameters(), prepared.X_train, prepared.Y_train)
-    fast2.load_optimizer_state(state)
-    np.testing.assert_allclose(fast2.run([None] * 3), ref2.run([None] * 3), rtol=1e-6)
-    np.testing.assert_allclose(fast2.parameters()[0], ref2.parameters()[0], rtol=1e-4, atol=1e-6)
-    assert fast is not None
 
 
 def test_markdown_fills_the_marked_section_of_an_existing_file(tmp_path) -> None:

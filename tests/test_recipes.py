@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pyflux_mnist.backends.flux_backend import FluxBackend
-from pyflux_mnist.backends.numpy_backend import NumpyBackend, NumpyTrainer
+from pyflux_mnist.backends.numpy_backend import NumpyBackend
+from pyflux_mnist.backends.numpy_trainer import NumpyTrainer
 from pyflux_mnist.backends.torch_backend import TorchBackend
 from pyflux_mnist.errors import SpecError
 from pyflux_mnist.init import init_params

@@ -1,5 +1,5 @@
 """The fast NumPy trainer against the plain reference: the same losses and parameters for every kind of
-network, minibatch and full batch (a full batch is a sum over chunks, computed by several threads)."""
+network, minibatch and full batch (a full batch is a sum over blocks, computed by several threads)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pyflux_mnist.backends.numpy_backend import ReferenceTrainer
-from pyflux_mnist.backends.numpy_trainer import NumpyTrainer, chunk_bounds
+from pyflux_mnist.backends.numpy_trainer import NumpyTrainer, block_bounds
 from pyflux_mnist.init import init_params
 from pyflux_mnist.prepare import prepare, schedule
 from pyflux_mnist.recipes import get_recipe
@@ -82,14 +82,14 @@ def test_fast_trainer_keeps_every_column_for_foreign_optimiser_state(mnist) -> N
 
 @pytest.mark.parametrize("name", ["numpy-twolayer", "tensorflow-tutorial", "rashid", "keras"])
 def test_any_network_trained_full_batch_gives_the_reference_losses(mnist, name) -> None:
-    """Full batches go through the chunked, threaded path: sigmoid + squared error (and no zero pixels, with
+    """Full batches go through the blocked, threaded path: sigmoid + squared error (and no zero pixels, with
     Rashid's scaling), four identity layers + logitcrossentropy, RMSprop, descent."""
     recipe = get_recipe(name).replace(batch_size=0, rule="backprop")
     prepared = _prepared(mnist, recipe, 9000)  # tensorflow-tutorial leaves out the first 5000
     params = init_params(recipe.model, recipe.init, np.random.default_rng(1))
     ref = ReferenceTrainer(recipe, params, prepared.X_train, prepared.Y_train)
     fast = NumpyTrainer(recipe, params, prepared.X_train, prepared.Y_train, threads=2)
-    assert len(fast._chunks) == 4 and len(fast._shares) == 2
+    assert len(fast._blocks) == 4 and len(fast._shares) == 2
     np.testing.assert_allclose(fast.run([None] * 5), ref.run([None] * 5), rtol=1e-6)
     for a, b in zip(fast.parameters(), ref.parameters(), strict=True):
         # RMSprop divides a gradient by the root of its own running square: where a gradient is ~0, its
@@ -98,7 +98,7 @@ def test_any_network_trained_full_batch_gives_the_reference_losses(mnist, name) 
 
 
 def test_full_batch_numbers_do_not_depend_on_the_thread_count(mnist) -> None:
-    """Each chunk has its own gradient and they are added in chunk order: 1, 2 or 3 threads, same bits."""
+    """Each block has its own gradient and they are added in block order: 1, 2 or 3 threads, same bits."""
     recipe = get_recipe("flux-tutorial")
     prepared = _prepared(mnist, recipe, 9000)
     params = init_params(recipe.model, recipe.init, np.random.default_rng(0))
@@ -114,8 +114,8 @@ def test_full_batch_numbers_do_not_depend_on_the_thread_count(mnist) -> None:
 
 
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 7, 5000, 8192 * 4, 8192 * 4 + 1, 60000, 180000])
-def test_chunks_cover_every_sample_once_in_equal_parts(n: int) -> None:
-    bounds = chunk_bounds(n)
+def test_blocks_cover_every_sample_once_in_equal_parts(n: int) -> None:
+    bounds = block_bounds(n)
     if n == 0:
         assert bounds == []
         return

@@ -79,7 +79,7 @@ def loss_and_output_grad(
     spec: ModelSpec, AL: np.ndarray, Y: np.ndarray, n: int | None = None
 ) -> tuple[float, np.ndarray]:
     """The loss (mean over samples) and dL/dAL, for each loss as Flux defines it. ``n``: the samples the
-    mean is over, when ``AL`` is one chunk of a bigger batch (default: ``AL``'s columns)."""
+    mean is over, when ``AL`` is one block of a bigger batch (default: ``AL``'s columns)."""
     n = AL.shape[1] if n is None else n
     if spec.loss == "crossentropy":
         P = softmax(AL)

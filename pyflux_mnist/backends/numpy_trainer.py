@@ -9,12 +9,12 @@ arranged for speed. docs/benchmarks.md has the measurements behind every choice 
   reference to float32 rounding, not bit for bit.
 * **No allocation per step**: batches are gathered with ``np.take(..., out=)``, products written with
   ``np.matmul(..., out=)``, and a batch of one sample is a view, not a copy.
-* **A full batch is a sum over chunks** of at most 8192 samples, each stored ``(features, chunk)``
-  C-ordered, whose activations fit in one core's L2 cache. The chunks are shared out to as many Python
+* **A full batch is a sum over blocks** of at most 8192 samples, each stored ``(features, block)``
+  C-ordered, whose activations fit in one core's L2 cache. The blocks are shared out to as many Python
   threads as NumPy's BLAS has (NumPy releases the GIL in products and element-wise loops), each running
   BLAS single-threaded: this network's thin products (32 outputs) run ~15 % faster that way than on
-  BLAS's own threads, and the element-wise passes run in parallel too. Each chunk's gradient has its own
-  buffer and the chunks are added in a fixed order, so the numbers do not depend on the thread count.
+  BLAS's own threads, and the element-wise passes run in parallel too. Each block's gradient has its own
+  buffer and the blocks are added in a fixed order, so the numbers do not depend on the thread count.
   Full batches also compute weight gradients as ``A_prev @ dZᵀ`` into ``(in, out)`` arrays (faster when
   the sum runs over thousands of samples); minibatches keep ``dZ @ A_prevᵀ`` and rows for gathering.
 """
@@ -31,15 +31,15 @@ from ..spec import Recipe
 from .base import Trainer
 from .numpy_backend import CE_EPS, Optimizer, activate, loss_and_output_grad
 
-#: Most samples in one chunk of a full batch. Measured on 60000 samples, 2 threads: chunks of 7500 ran
+#: Most samples in one block of a full batch. Measured on 60000 samples, 2 threads: blocks of 7500 ran
 #: 5 % faster than 3750 or 15000 (a 32 × 7500 float32 activation is 0.9 MiB: one core's L2).
-CHUNK = 8192
+BLOCK = 8192
 
 
-def chunk_bounds(n: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` of each chunk of ``n`` samples: at most :data:`CHUNK`, equal to within one, and a
-    multiple of 4 of them so that 1, 2 or 4 threads get equal shares (60000 samples: 8 chunks of 7500)."""
-    count = 4 * max(1, -(-n // (4 * CHUNK)))
+def block_bounds(n: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each block of ``n`` samples: at most :data:`BLOCK`, equal to within one, and a
+    multiple of 4 of them so that 1, 2 or 4 threads get equal shares (60000 samples: 8 blocks of 7500)."""
+    count = 4 * max(1, -(-n // (4 * BLOCK)))
     edges = [i * n // count for i in range(count + 1)]
     return [(lo, hi) for lo, hi in itertools.pairwise(edges) if hi > lo]
 
@@ -104,21 +104,21 @@ class NumpyTrainer(Trainer):
         # transposed view cost more than they save: plain (out, in) arrays.
         self._transposed = full_batch
         self.grads = self._new_grads()
-        if full_batch:  # chunks of (features, chunk) C-ordered copies; rows only if a minibatch ever comes
-            self._chunks = [
+        if full_batch:  # blocks of (features, block) C-ordered copies; rows only if a minibatch ever comes
+            self._blocks = [
                 (np.ascontiguousarray(X[used, lo:hi]), np.ascontiguousarray(Y[:, lo:hi]))
-                for lo, hi in chunk_bounds(self.n_samples)
+                for lo, hi in block_bounds(self.n_samples)
             ]
             self._rows = self._ys = None
-        else:  # minibatches gather whole rows; a full batch (if ever asked) is one chunk of their views
+        else:  # minibatches gather whole rows; a full batch (if ever asked) is one block of their views
             self._rows = np.ascontiguousarray(self._X_rows if active is None else self._X_rows[:, active])
             self._ys = np.ascontiguousarray(self._Y_rows)
-            self._chunks = [(self._rows.T, self._ys.T)]
-        # Chunk 0 writes into self.grads; every other chunk into its own arrays, added in chunk order.
-        self._chunk_grads = [self.grads] + [self._new_grads() for _ in self._chunks[1:]]
-        self._chunk_loss = [0.0] * len(self._chunks)
-        # Worker w runs chunks [w * count // workers, (w + 1) * count // workers); the caller is worker 0.
-        count = len(self._chunks)
+            self._blocks = [(self._rows.T, self._ys.T)]
+        # Block 0 writes into self.grads; every other block into its own arrays, added in block order.
+        self._block_grads = [self.grads] + [self._new_grads() for _ in self._blocks[1:]]
+        self._block_loss = [0.0] * len(self._blocks)
+        # Worker w runs blocks [w * count // workers, (w + 1) * count // workers); the caller is worker 0.
+        count = len(self._blocks)
         workers = min(self.threads, count)
         self._shares = [range(w * count // workers, (w + 1) * count // workers) for w in range(workers)]
         self._pool = ThreadPoolExecutor(max(workers - 1, 1), "pyflux-numpy")  # starts threads when used
@@ -141,8 +141,8 @@ class NumpyTrainer(Trainer):
             loss = self._full_batch()
         else:
             if self._rows is None:  # a minibatch in a full-batch recipe (only if called directly)
-                X = np.concatenate([x for x, _ in self._chunks], axis=1)
-                Y = np.concatenate([y for _, y in self._chunks], axis=1)
+                X = np.concatenate([x for x, _ in self._blocks], axis=1)
+                Y = np.concatenate([y for _, y in self._blocks], axis=1)
                 self._rows, self._ys = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
             if len(batch) == 1:  # one sample: a view of its row, no copy
                 i = int(batch[0])
@@ -159,32 +159,32 @@ class NumpyTrainer(Trainer):
         return loss
 
     def _full_batch(self) -> float:
-        """Loss and ``self.grads`` over every sample: the chunks' sums, computed by ``len(self._shares)``
-        threads with one BLAS thread each, then added in chunk order."""
+        """Loss and ``self.grads`` over every sample: the blocks' sums, computed by ``len(self._shares)``
+        threads with one BLAS thread each, then added in block order."""
         with self._blas.limit(limits=1):
             others = [self._pool.submit(self._run_share, w) for w in range(1, len(self._shares))]
             self._run_share(0)
             for future in others:
                 future.result()
-        for c in range(1, len(self._chunks)):
-            for total, part in zip(self.grads, self._chunk_grads[c], strict=True):
+        for c in range(1, len(self._blocks)):
+            for total, part in zip(self.grads, self._block_grads[c], strict=True):
                 total += part
-        return sum(self._chunk_loss)
+        return sum(self._block_loss)
 
     def _run_share(self, worker: int) -> None:
         # Overflow shows up as a NaN/Inf loss, which the training loop reports as divergence. (np.errstate
         # is per thread: each worker sets its own.)
         with np.errstate(over="ignore", invalid="ignore"):
             for c in self._shares[worker]:
-                X, Y = self._chunks[c]
+                X, Y = self._blocks[c]
                 buf = self._buf(X.shape[1], worker=worker)
-                self._chunk_loss[c] = self._forward_backward(buf, X, Y, self._chunk_grads[c], self.n_samples)
+                self._block_loss[c] = self._forward_backward(buf, X, Y, self._block_grads[c], self.n_samples)
 
     def _forward_backward(
         self, buf: _Buffers, X: np.ndarray, Y: np.ndarray, grads: list[np.ndarray], n: int
     ) -> float:
         """:func:`~.numpy_backend.loss_and_grads` for the samples ``X`` of a batch of ``n``, written into
-        ``buf`` and ``grads``: the batch's loss and gradients are the sums of these over its chunks."""
+        ``buf`` and ``grads``: the batch's loss and gradients are the sums of these over its blocks."""
         spec, params = self.spec, self.params
         acts = [X]
         for layer, name in enumerate(spec.activations):

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..blas import blas_controller
+from ..blas import blas_controller, blas_threads
 from ..spec import Recipe
 from .base import Trainer
 from .numpy_backend import CE_EPS, Optimizer, activate, loss_and_output_grad
@@ -77,14 +77,10 @@ class NumpyTrainer(Trainer):
         self.recipe = recipe
         self.spec = recipe.model
         self._X_rows, self._Y_rows = X.T, Y.T  # (N, 784) and (N, 10) C-contiguous for prepared data
-        self._blas = blas_controller()
-        self.threads = max(1, threads if threads is not None else self._blas_threads())
+        self._blas = blas_controller()  # kept: pinning BLAS at every step must not search for it again
+        self.threads = max(1, threads if threads is not None else blas_threads())
         used = self._X_rows.any(axis=0)
         self._setup(params, None if used.all() else np.flatnonzero(used))
-
-    def _blas_threads(self) -> int:
-        counts = [lib.num_threads for lib in self._blas.lib_controllers]
-        return min(counts) if counts else 1
 
     def _setup(self, params: list[np.ndarray], active: np.ndarray | None) -> None:
         spec, full_batch = self.spec, self.recipe.batch_size == 0
@@ -138,26 +134,27 @@ class NumpyTrainer(Trainer):
         return self._buffers[key]
 
     def step(self, batch: np.ndarray | None) -> float:
-        if batch is None:
-            loss = self._full_batch()
-        else:
-            if self._rows is None:  # a minibatch in a full-batch recipe (only if called directly)
-                X = np.concatenate([x for x, _ in self._blocks], axis=1)
-                Y = np.concatenate([y for _, y in self._blocks], axis=1)
-                self._rows, self._ys = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
-            if len(batch) == 1:  # one sample: a view of its row, no copy
-                i = int(batch[0])
-                buf = self._buf(1)
-                X, Y = self._rows[i : i + 1].T, self._ys[i : i + 1].T
-            else:
-                buf = self._buf(len(batch), gather=True)
-                X = np.take(self._rows, batch, axis=0, out=buf.x).T
-                Y = np.take(self._ys, batch, axis=0, out=buf.y).T
-            with np.errstate(over="ignore", invalid="ignore"):
-                loss = self._forward_backward(buf, X, Y, self.grads, X.shape[1])
+        # Overflow shows up as a NaN/Inf loss, which the training loop reports as divergence.
         with np.errstate(over="ignore", invalid="ignore"):
+            loss = self._full_batch() if batch is None else self._minibatch(batch)
             self.optimizer.update(self.params, self.grads, self.trainable)
         return loss
+
+    def _minibatch(self, batch: np.ndarray) -> float:
+        """Loss and ``self.grads`` on the samples ``batch``, gathered into preallocated rows."""
+        if self._rows is None:  # a minibatch in a full-batch recipe (only if called directly)
+            X = np.concatenate([x for x, _ in self._blocks], axis=1)
+            Y = np.concatenate([y for _, y in self._blocks], axis=1)
+            self._rows, self._ys = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+        if len(batch) == 1:  # one sample: a view of its row, no copy
+            i = int(batch[0])
+            buf = self._buf(1)
+            X, Y = self._rows[i : i + 1].T, self._ys[i : i + 1].T
+        else:
+            buf = self._buf(len(batch), gather=True)
+            X = np.take(self._rows, batch, axis=0, out=buf.x).T  # (features, B)
+            Y = np.take(self._ys, batch, axis=0, out=buf.y).T
+        return self._forward_backward(buf, X, Y, self.grads, X.shape[1])
 
     def _full_batch(self) -> float:
         """Loss and ``self.grads`` over every sample: the blocks' sums, computed by ``len(self._shares)``
@@ -173,9 +170,7 @@ class NumpyTrainer(Trainer):
         return sum(self._block_loss)
 
     def _run_share(self, worker: int) -> None:
-        # Overflow shows up as a NaN/Inf loss, which the training loop reports as divergence. (np.errstate
-        # is per thread: each worker sets its own.)
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # np.errstate is per thread: set it in each
             for c in self._shares[worker]:
                 X, Y = self._blocks[c]
                 buf = self._buf(X.shape[1], worker=worker)

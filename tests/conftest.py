@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from subset import Subset
 
 REPO = Path(__file__).resolve().parent.parent
 # Read before any test swaps XDG_CACHE_HOME for a temporary one.
@@ -49,20 +50,12 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("PYFLUX_MNIST_OFFLINE", "1")
 
 
-class _Subset:
-    """The first ``n_train`` training and ``n_test`` test digits of real MNIST."""
-
-    def __init__(self, mnist, n_train: int, n_test: int) -> None:
-        self.train_images, self.train_labels = mnist.train_images[:n_train], mnist.train_labels[:n_train]
-        self.test_images, self.test_labels = mnist.test_images[:n_test], mnist.test_labels[:n_test]
-
-
 @pytest.fixture(scope="session")
 def small_model(mnist):
     """A ReLU/softmax tutorial network in seconds: 40 full-batch Adam steps on 10000 digits (~0.85)."""
     from pyflux_mnist.training import train
 
-    return train("flux-tutorial", data=_Subset(mnist, 10000, 1000), steps=40, seed=0).model
+    return train("flux-tutorial", data=Subset(mnist, 10000, 1000), steps=40, seed=0).model
 
 
 @pytest.fixture(scope="session")
@@ -70,4 +63,4 @@ def rashid_model(mnist):
     """A sigmoid, squared-error Rashid network: 3000 per-sample steps."""
     from pyflux_mnist.training import resolve_recipe, train
 
-    return train(resolve_recipe("rashid", steps=3000), data=_Subset(mnist, 3000, 1000), seed=0).model
+    return train(resolve_recipe("rashid", steps=3000), data=Subset(mnist, 3000, 1000), seed=0).model

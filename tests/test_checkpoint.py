@@ -8,28 +8,21 @@ import signal
 
 import numpy as np
 import pytest
+from subset import Subset
 
 from pyflux_mnist.checkpoint import StopFlag, load_checkpoint, save_checkpoint
 from pyflux_mnist.errors import DivergedError, ModelFileError, PyfluxError, SpecError, TrainingInterrupted
 from pyflux_mnist.training import resolve_recipe, train
 
 
-def _subset(mnist, n_train: int, n_test: int = 200):
-    class Subset:
-        train_images, train_labels = mnist.train_images[:n_train], mnist.train_labels[:n_train]
-        test_images, test_labels = mnist.test_images[:n_test], mnist.test_labels[:n_test]
-
-    return Subset
-
-
 @pytest.fixture(scope="module")
 def small(mnist):
-    return _subset(mnist, 600)
+    return Subset(mnist, 600, 200)
 
 
 @pytest.fixture(scope="module")
 def small_55k(mnist):
-    return _subset(mnist, 5000 + 600)  # train-55k drops the first 5000
+    return Subset(mnist, 5000 + 600, 200)  # train-55k drops the first 5000
 
 
 def _interrupt_at(step: int):
@@ -119,7 +112,7 @@ def test_resume_refuses_another_backend_schedule_or_data(checkpoint_file, small,
     with pytest.raises(PyfluxError, match="written by the numpy backend; resume it with --backend numpy"):
         train(data=small, resume=checkpoint_file, backend="torch")
     with pytest.raises(PyfluxError, match="trained on different data"):
-        train(data=_subset(mnist, 601), resume=checkpoint_file)
+        train(data=Subset(mnist, 601, 200), resume=checkpoint_file)
     with pytest.raises(SpecError, match="give no overrides"):
         train(data=small, resume=checkpoint_file, steps=10)
 

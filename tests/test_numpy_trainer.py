@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+from subset import Subset
 
 from pyflux_mnist.backends.numpy_backend import ReferenceTrainer
 from pyflux_mnist.backends.numpy_trainer import NumpyTrainer, block_bounds
@@ -17,11 +18,7 @@ from pyflux_mnist.training import resolve_recipe
 
 
 def _prepared(mnist, recipe, n: int):
-    class Subset:
-        train_images, train_labels = mnist.train_images[:n], mnist.train_labels[:n]
-        test_images, test_labels = mnist.test_images[:10], mnist.test_labels[:10]
-
-    return prepare(Subset, recipe.data)
+    return prepare(Subset(mnist, n, 10), recipe.data)
 
 
 @pytest.mark.parametrize(

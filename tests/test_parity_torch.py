@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from subset import Subset
 
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
 from pyflux_mnist.init import init_params
@@ -18,16 +19,8 @@ from pyflux_mnist.backends.torch_backend import TorchBackend  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-class _Subset:
-    """The first n training images of real MNIST (and the whole test set)."""
-
-    def __init__(self, mnist, n: int) -> None:
-        self.train_images, self.train_labels = mnist.train_images[:n], mnist.train_labels[:n]
-        self.test_images, self.test_labels = mnist.test_images, mnist.test_labels
-
-
 def _both(recipe, mnist, n: int, steps: int):
-    prepared = prepare(_Subset(mnist, n), recipe.data)
+    prepared = prepare(Subset(mnist, n), recipe.data)
     init_seq, batch_seq = np.random.SeedSequence(0).spawn(2)
     params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
     batches = list(schedule(recipe, prepared.X_train.shape[1], batch_seq))[:steps]
@@ -72,7 +65,7 @@ def test_every_recipe_kind_matches_pytorch_step_for_step(mnist, name: str, steps
 def test_optimizer_state_round_trips_through_pytorch(mnist) -> None:
     """The checkpoint format is shared: NumPy's Adam state continues in PyTorch with the same losses."""
     recipe = get_recipe("flux-tutorial")
-    prepared = prepare(_Subset(mnist, 1000), recipe.data)
+    prepared = prepare(Subset(mnist, 1000), recipe.data)
     params = init_params(recipe.model, recipe.init, np.random.default_rng(0))
     a = NumpyBackend().trainer(recipe, params, prepared.X_train, prepared.Y_train)
     a.run([None] * 5)

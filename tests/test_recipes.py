@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from subset import Subset
 
 from pyflux_mnist.backends.flux_backend import FluxBackend
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
@@ -17,15 +18,6 @@ from pyflux_mnist.rashid import RashidTrainer
 from pyflux_mnist.recipes import RECIPES, get_recipe
 from pyflux_mnist.spec import DataSpec, InitSpec, ModelSpec, OptimizerSpec, Recipe
 from pyflux_mnist.training import train
-
-
-class _Subset:
-    """The first n training images of real MNIST and the first m test images."""
-
-    def __init__(self, mnist, n: int, m: int = 2000) -> None:
-        self.train_images, self.train_labels = mnist.train_images[:n], mnist.train_labels[:n]
-        self.test_images, self.test_labels = mnist.test_images[:m], mnist.test_labels[:m]
-
 
 # --- the specifications, one assertion block per row of the issue's table ------------------------
 
@@ -137,7 +129,7 @@ def _notebook_train(wih, who, inputs, targets, lr):
 
 def test_rashid_trainer_follows_the_notebook(mnist) -> None:
     r = get_recipe("rashid")
-    p = prepare(_Subset(mnist, 50, 10), r.data)
+    p = prepare(Subset(mnist, 50, 10), r.data)
     params = init_params(r.model, r.init, np.random.default_rng(0))
     trainer = RashidTrainer(r, params, p.X_train, p.Y_train)
     trainer.run([np.array([i]) for i in range(50)])
@@ -195,7 +187,7 @@ SHORT = {
 def test_every_recipe_learns_in_a_short_run(mnist, name: str) -> None:
     """Far above chance after a fraction of the schedule, on real training and test images."""
     steps, n, floor = SHORT[name]
-    result = train(name, "numpy", _Subset(mnist, n, 1000), 0, steps=steps)
+    result = train(name, "numpy", Subset(mnist, n, 1000), 0, steps=steps)
     assert len(result.losses) == steps
     assert result.test_accuracy > floor, result.test_accuracy
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from subset import Subset
 
 from pyflux_mnist.errors import BackendUnavailable, DivergedError, SpecError
 from pyflux_mnist.training import resolve_recipe, train
@@ -66,9 +67,5 @@ def test_divergence_names_the_step(mnist, recipe: str, lr: float, optimizer: str
 
 
 def test_epoch_recipes_report_steps_per_epoch(mnist) -> None:
-    class Small:
-        train_images, train_labels = mnist.train_images[:1000], mnist.train_labels[:1000]
-        test_images, test_labels = mnist.test_images[:500], mnist.test_labels[:500]
-
-    result = train("keras", "numpy", Small, epochs=2, hidden=8)
+    result = train("keras", "numpy", Subset(mnist, 1000, 500), epochs=2, hidden=8)
     assert result.epoch_steps == 8 and len(result.losses) == 16

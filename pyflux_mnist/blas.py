@@ -19,9 +19,10 @@ def blas_controller() -> ThreadpoolController:
     return ThreadpoolController().select(user_api="blas")
 
 
-def blas_threads() -> int:
-    """The threads NumPy's BLAS runs a product with now (the smallest count if several BLAS are loaded)."""
-    counts = [lib.num_threads for lib in blas_controller().lib_controllers]
+def blas_threads(controller: ThreadpoolController | None = None) -> int:
+    """The threads NumPy's BLAS runs a product with now (the smallest count if several BLAS are loaded);
+    ``controller``: one from :func:`blas_controller` already at hand."""
+    counts = [lib.num_threads for lib in (controller or blas_controller()).lib_controllers]
     return min(counts) if counts else 1
 
 

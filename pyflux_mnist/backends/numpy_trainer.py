@@ -78,7 +78,7 @@ class NumpyTrainer(Trainer):
         self.spec = recipe.model
         self._X_rows, self._Y_rows = X.T, Y.T  # (N, 784) and (N, 10) C-contiguous for prepared data
         self._blas = blas_controller()  # kept: pinning BLAS at every step must not search for it again
-        self.threads = max(1, threads if threads is not None else blas_threads())
+        self.threads = max(1, threads if threads is not None else blas_threads(self._blas))
         used = self._X_rows.any(axis=0)
         self._setup(params, None if used.all() else np.flatnonzero(used))
 

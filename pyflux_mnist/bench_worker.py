@@ -144,7 +144,7 @@ class Worker:
         elif name == "flux":
             import warnings
 
-            from . import julia_bridge as jb
+            from .backends import julia_bridge as jb
 
             jb.configure_environment()
             t0 = time.perf_counter()

@@ -36,7 +36,7 @@ AUGMENTS = ("none", "rotate10")
 SAMPLINGS = ("shuffle", "replacement", "sequential")
 #: How the weights are updated: "backprop" (the gradient of the loss, via the optimiser) or "rashid" (Tariq
 #: Rashid's hand-derived rule: each layer's error is passed back as ``Wᵀ · error`` without the derivative of
-#: the layer above, see :mod:`pyflux_mnist.rashid`).
+#: the layer above, see :mod:`pyflux_mnist.backends.rashid`).
 RULES = ("backprop", "rashid")
 
 #: Upper bound on any layer width we accept, so a hostile spec cannot ask for terabytes.

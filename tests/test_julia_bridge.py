@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyflux_mnist import julia_bridge as jb
+from pyflux_mnist.backends import julia_bridge as jb
 from pyflux_mnist.errors import BackendUnavailable, PyfluxError
 
 

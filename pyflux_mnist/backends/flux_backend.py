@@ -2,7 +2,8 @@
 
 Python still owns the data, the initial weights and the batch order, so a Flux run is comparable step for
 step with the NumPy backend, and the trained weights come back as NumPy arrays that the generic code saves
-and evaluates without Julia. Julia is started on first use, through :mod:`pyflux_mnist.julia_bridge`.
+and evaluates without Julia. Julia is started on first use, through
+:mod:`pyflux_mnist.backends.julia_bridge`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class FluxTrainer(Trainer):
     chunk_size = 50  # steps per Julia call: one crossing of the bridge per 50 steps
 
     def __init__(self, julia, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         spec, opt = recipe.model, recipe.optimizer
         self._jl = julia
@@ -51,7 +52,7 @@ class FluxTrainer(Trainer):
 
     def run(self, batches: Sequence[np.ndarray | None]) -> np.ndarray:
         """All of ``batches`` in one Julia call (``train_steps!``); the losses before each update."""
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         if len(batches) == 0:
             return np.empty(0, dtype=np.float64)
@@ -63,12 +64,12 @@ class FluxTrainer(Trainer):
         return float(self.run([batch])[0])
 
     def parameters(self) -> list[np.ndarray]:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         return [jb.to_numpy(a) for a in self._jl.call("parameters", self._trainer)]
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         t, *slots = self._jl.call("optimiser_state", self._trainer)
         state = {"t": np.array(int(t), dtype=np.int64)}
@@ -96,17 +97,17 @@ class FluxBackend(Backend):
     name = "flux"
 
     def unavailable_reason(self) -> str | None:
-        from .. import julia_bridge
+        from . import julia_bridge
 
         return julia_bridge.unavailable_reason()
 
     def _julia(self):
-        from .. import julia_bridge
+        from . import julia_bridge
 
         return julia_bridge.load()
 
     def version(self) -> str:
-        from .. import julia_bridge
+        from . import julia_bridge
 
         st = julia_bridge.julia_status(start=True)
         if not st["available"]:
@@ -118,7 +119,7 @@ class FluxBackend(Backend):
         return FluxTrainer(self._julia(), recipe, params, X, Y)
 
     def _model_args(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> tuple:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         return (
             jb.julia_params(params),
@@ -129,12 +130,12 @@ class FluxBackend(Backend):
         )
 
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         return jb.to_numpy(self._julia().call("probabilities", *self._model_args(spec, params, X)))
 
     def predict(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
         """``Flux.onecold(ŷ, 0:9)``, computed in Julia."""
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         return jb.to_numpy(self._julia().call("predict", *self._model_args(spec, params, X)), np.int64)

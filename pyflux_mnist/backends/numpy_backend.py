@@ -250,8 +250,8 @@ class NumpyBackend(Backend):
 
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         self.check_recipe(recipe)
-        if recipe.rule == "rashid":  # Rashid's hand-derived rule, not a gradient: see pyflux_mnist.rashid
-            from ..rashid import RashidTrainer
+        if recipe.rule == "rashid":  # Rashid's hand-derived rule, not a gradient: see backends/rashid.py
+            from .rashid import RashidTrainer
 
             return RashidTrainer(recipe, params, X, Y)
         from .numpy_trainer import NumpyTrainer

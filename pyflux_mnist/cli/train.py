@@ -332,7 +332,7 @@ def info(as_json) -> None:
     status = backend_status()
     julia: dict = {}
     try:
-        from ..julia_bridge import julia_status
+        from ..backends.julia_bridge import julia_status
 
         julia = julia_status()
     except ImportError:

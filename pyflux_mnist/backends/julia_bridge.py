@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .blas import blas_threads, set_blas_threads
-from .errors import BackendUnavailable, PyfluxError
+from ..blas import blas_threads, set_blas_threads
+from ..errors import BackendUnavailable, PyfluxError
 
 JULIA_SWITCH = "PYFLUX_MNIST_JULIA"  # "0" turns the Flux backend off
 THREADS_ENV = "PYFLUX_MNIST_JULIA_THREADS"
@@ -155,7 +155,7 @@ def module_path() -> Path:
     packaged = Path(str(resources.files("pyflux_mnist") / "julia" / "PyFluxMNIST.jl"))
     if packaged.is_file():
         return packaged
-    source = Path(__file__).resolve().parent.parent / "julia" / "PyFluxMNIST.jl"
+    source = Path(__file__).resolve().parents[2] / "julia" / "PyFluxMNIST.jl"
     if source.is_file():
         return source
     raise BackendUnavailable(f"PyFluxMNIST.jl is missing from the installation (looked for {packaged})")

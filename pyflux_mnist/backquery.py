@@ -16,7 +16,7 @@ Two methods, chosen by the network:
   ``z``, normalised to unit RMS; shrink the image towards black (an L2 prior, weight ``l2``); clip to the
   valid pixel range 0..1; every ``blur_every`` steps blur with a 3×3 binomial kernel, so the image cannot
   hide in high-frequency noise. The gradient is backpropagation through the NumPy reference network
-  (:func:`pyflux_mnist.backends.numpy_backend.forward` and ``activation_grad``).
+  (:func:`pyflux_mnist.backends.numpy_maths.forward` and ``activation_grad``).
 
 Both return ``(10, 28, 28)`` float32 images in 0..1 with ink bright, as MNIST.
 """
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.numpy_backend import activation_grad, forward
+from .backends.numpy_maths import activation_grad, forward
 from .errors import PyfluxError
 
 METHODS = ("auto", "rashid", "optimise")

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .atomic import atomic_write
-from .backends import numpy_backend
+from .backends import numpy_maths
 from .errors import ModelFileError, PyfluxError
 from .prepare import scale_images
 from .spec import Recipe
@@ -71,7 +71,7 @@ class Model:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, 10)`` class probabilities (squared-error networks: their output activations)."""
-        return numpy_backend.probabilities(self.spec, self.params, self.inputs(images)).T
+        return numpy_maths.probabilities(self.spec, self.params, self.inputs(images)).T
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``)."""

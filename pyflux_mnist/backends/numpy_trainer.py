@@ -29,7 +29,7 @@ import numpy as np
 from ..blas import blas_controller, blas_threads
 from ..spec import Recipe
 from .base import Trainer
-from .numpy_backend import CE_EPS, Optimizer, activate, loss_and_output_grad
+from .numpy_maths import CE_EPS, Optimizer, activate, loss_and_output_grad
 
 #: Most samples in one block of a full batch. Measured on 60000 samples, 2 threads: blocks of 7500 ran
 #: 5 % faster than 3750 or 15000 (a 32 × 7500 float32 activation is 0.9 MiB: one core's L2).
@@ -179,7 +179,7 @@ class NumpyTrainer(Trainer):
     def _forward_backward(
         self, buf: _Buffers, X: np.ndarray, Y: np.ndarray, grads: list[np.ndarray], n: int
     ) -> float:
-        """:func:`~.numpy_backend.loss_and_grads` for the samples ``X`` of a batch of ``n``, written into
+        """:func:`~.numpy_maths.loss_and_grads` for the samples ``X`` of a batch of ``n``, written into
         ``buf`` and ``grads``: the batch's loss and gradients are the sums of these over its blocks."""
         spec, params = self.spec, self.params
         acts = [X]
@@ -208,7 +208,7 @@ class NumpyTrainer(Trainer):
         return loss
 
     def _activation_grad(self, buf: _Buffers, layer: int, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        """:func:`~.numpy_backend.activation_grad` without temporaries (the same operations, so the same
+        """:func:`~.numpy_maths.activation_grad` without temporaries (the same operations, so the same
         numbers)."""
         name = self.spec.activations[layer]
         if name == "relu":
@@ -226,7 +226,7 @@ class NumpyTrainer(Trainer):
     def _loss_and_output_grad(
         self, buf: _Buffers, AL: np.ndarray, Y: np.ndarray, n: int
     ) -> tuple[float, np.ndarray]:
-        """:func:`~.numpy_backend.loss_and_output_grad` without temporaries, for crossentropy and
+        """:func:`~.numpy_maths.loss_and_output_grad` without temporaries, for crossentropy and
         squared_error."""
         loss_name = self.spec.loss
         if loss_name == "crossentropy":

@@ -30,7 +30,8 @@ import numpy as np
 
 from .errors import DivergedError, ModelFileError, PyfluxError
 from .model import FORMAT as MODEL_FORMAT
-from .model import entry_name, open_npz, read_array, read_meta, recipe_from_meta, write_npz
+from .model import entry_name, recipe_from_meta
+from .safe_npz import open_npz, read_array, read_meta, write_npz
 from .spec import Recipe
 
 FORMAT = "pyflux-mnist-checkpoint"

@@ -1,6 +1,6 @@
 """A trained network: its recipe, its float32 weights, and one safe file format for every backend.
 
-The file is a plain ``.npz`` (no pickles: loaded with ``allow_pickle=False``): ``W1, b1, W2, b2, ...`` as
+The file is the safe ``.npz`` container of :mod:`pyflux_mnist.safe_npz`: ``W1, b1, W2, b2, ...`` as
 float32 in Flux's and PyTorch's ``(out, in)`` orientation, plus ``meta``, a JSON string with the recipe,
 backend, accuracies and package version. Saves are atomic; loads validate every name, shape and dtype
 before any array is used.
@@ -8,37 +8,21 @@ before any array is used.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import lzma
 import os
-import zipfile
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .atomic import atomic_write
 from .backends import numpy_maths
 from .errors import ModelFileError, PyfluxError
 from .prepare import scale_images
+from .safe_npz import open_npz, read_array, read_meta, write_npz
 from .spec import Recipe
 
 FORMAT = "pyflux-mnist-model"
 FORMAT_VERSION = 1
-#: Refuse metadata or arrays whose declared size is absurd before reading them.
-MAX_META_BYTES = 1 << 20
-MAX_ARRAY_BYTES = 1 << 30
-#: What a damaged or hostile .npz can make zipfile, zlib, lzma and NumPy raise while reading it (found by
-#: fuzzing: an "encrypted" flag bit gives RuntimeError, an unknown compression method NotImplementedError).
-READ_ERRORS = (
-    OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
-    NotImplementedError, RuntimeError,
-)  # fmt: skip
 
 
 @dataclass
@@ -86,66 +70,10 @@ class Model:
         meta = {"recipe": self.recipe.to_dict(), **self.meta}
         return write_npz(path, FORMAT, FORMAT_VERSION, "model", meta, arrays)
 
-    def predict_images(self, paths: Any, top: int = 3) -> list[dict[str, Any]]:
-        """Predict image files (any photo or drawing of a digit; see :mod:`pyflux_mnist.photo`)."""
-        from .photo import predict_files
-
-        return predict_files(self, paths, top=top)
-
 
 def entry_name(i: int) -> str:
     """Entry names: W1, b1, W2, b2, ..."""
     return f"{'Wb'[i % 2]}{i // 2 + 1}"
-
-
-def write_npz(
-    path: str | os.PathLike[str],
-    fmt: str,
-    version: int,
-    what: str,
-    meta: dict[str, Any],
-    arrays: dict[str, np.ndarray],
-) -> Path:
-    """Write ``arrays`` and a JSON ``meta`` entry (tagged with ``fmt``, ``version`` and the package version)
-    atomically: the previous file stays intact if anything fails."""
-    path = Path(path)
-    meta = {"format": fmt, "format_version": version, "package_version": __version__, **meta}
-    try:
-        with atomic_write(path) as f:
-            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-    except OSError as e:
-        raise ModelFileError(f"cannot save the {what} to {path}: {e.strerror or e}") from None
-    return path
-
-
-@contextlib.contextmanager
-def open_npz(path: Path, what: str) -> Iterator[Any]:
-    """``np.load(path, allow_pickle=False)``, with every way the file can be missing, unreadable or not
-    ours turned into one :class:`ModelFileError` line (``what``: "model file", "checkpoint")."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "meta" not in npz.files:
-                raise ModelFileError(f"{path} is not a pyflux-mnist {what}: no metadata entry")
-            yield npz
-    except ModelFileError:
-        raise
-    except FileNotFoundError:
-        raise ModelFileError(f"no {what} at {path}") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path} is a directory, not a {what}") from None
-    except READ_ERRORS as e:
-        raise ModelFileError(f"{path} is not a readable {what}: {first_line(e)}") from None
-
-
-def read_json_meta(npz: Any, path: Path) -> Any:
-    """The ``meta`` entry: one JSON string, parsed (its size checked before it is read)."""
-    shape, dtype = member_header(npz, "meta", path, MAX_META_BYTES)
-    if dtype.kind != "U" or shape != ():
-        raise ModelFileError(f"{path}: metadata must be one JSON string, got {dtype} {shape}")
-    try:
-        return json.loads(str(npz["meta"]))
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{path}: metadata is not valid JSON ({e.msg})") from None
 
 
 def load_model(path: str | os.PathLike[str]) -> Model:
@@ -163,77 +91,8 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     return Model(recipe, params, meta)
 
 
-def read_meta(
-    npz: Any, path: Path, fmt: str, version: int, what: str, hints: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """The metadata of a file of format ``fmt``; ``hints`` maps another format tag to advice."""
-    meta = read_json_meta(npz, path)
-    found = meta.get("format") if isinstance(meta, dict) else None
-    if found != fmt:
-        raise ModelFileError(f"{path} is not a pyflux-mnist {what}{(hints or {}).get(found, '')}")
-    if meta.get("format_version") != version:
-        raise ModelFileError(
-            f"{path}: {what} format version {meta.get('format_version')!r} is not supported "
-            f"(this is pyflux-mnist {__version__}, format {version})"
-        )
-    return meta
-
-
 def recipe_from_meta(meta: dict[str, Any], path: Path) -> Recipe:
     try:
         return Recipe.from_dict(meta.get("recipe"))
     except PyfluxError as e:
         raise ModelFileError(f"{path}: bad recipe in metadata: {e}") from None
-
-
-def first_line(e: BaseException) -> str:
-    """Library messages can span lines (NumPy's do); a user error is one."""
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
-
-
-def member_header(npz: Any, name: str, path: Path, limit: int) -> tuple[tuple[int, ...], np.dtype]:
-    """The declared shape and dtype of entry ``name``, checked before NumPy allocates anything.
-
-    NumPy allocates the whole declared array before reading a zip member, so a 100-byte entry whose header
-    claims a gigabyte would cost a gigabyte. Refuse a declared size above ``limit`` or larger than the
-    bytes the entry actually holds. (Callers then insist on one exact dtype, so object arrays, which would
-    need unpickling, never get further.)
-    """
-    info = npz.zip.getinfo(f"{name}.npy")
-    if info.file_size > limit + 4096:
-        raise ModelFileError(f"{path}: entry {name} is implausibly large ({info.file_size} bytes)")
-    with npz.zip.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version not in ((1, 0), (2, 0), (3, 0)):
-            raise ModelFileError(f"{path}: entry {name} has an unknown .npy version {version}")
-        read = (
-            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        )
-        try:
-            shape, _fortran, dtype = read(f)
-        except ValueError:  # NumPy's message spans lines; ours is one
-            raise ModelFileError(f"{path}: entry {name} has a malformed or oversized .npy header") from None
-        header_bytes = f.tell()
-    if any(n < 0 for n in shape):
-        raise ModelFileError(f"{path}: entry {name} declares a negative size {shape}")
-    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if declared > limit or declared > info.file_size - header_bytes:
-        raise ModelFileError(
-            f"{path}: entry {name} declares {dtype} {shape} ({declared} bytes) but holds "
-            f"{max(0, info.file_size - header_bytes)} bytes"
-        )
-    return shape, dtype
-
-
-def read_array(npz: Any, name: str, dtype: type, shape: tuple[int, ...], path: Path) -> np.ndarray:
-    """Entry ``name``, which must be exactly ``dtype`` and ``shape`` (and finite, if floating point)."""
-    declared_shape, declared_dtype = member_header(npz, name, path, MAX_ARRAY_BYTES)
-    if declared_dtype != dtype or declared_shape != shape:
-        raise ModelFileError(
-            f"{path}: {name} should be {np.dtype(dtype)} {shape}, found {declared_dtype} {declared_shape}"
-        )
-    a = npz[name]
-    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-        raise ModelFileError(f"{path}: {name} contains NaN or Inf")
-    return a

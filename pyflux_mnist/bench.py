@@ -34,18 +34,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .backends import BACKENDS, backend_status
+from . import settings
+from .backends import BACKENDS, REFERENCE, backend_names, backend_status, library_versions
 from .errors import SpecError
 from .spec import Recipe
 
-DEFAULT_BACKENDS = ("numpy", "flux", "torch")
+#: Every registered backend, in the registry's order.
+DEFAULT_BACKENDS = tuple(backend_names())
 DEFAULT_REPEAT = 5
 #: Pause between two timed runs, so one process's spinning BLAS/OpenMP threads are asleep before the next.
 SETTLE_S = 0.2
-#: Environment variables that set thread counts; each worker gets all of them set to ``threads``.
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-#: OpenBLAS settings that change which kernel runs; reported, never changed.
-OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE")
 
 Progress = Callable[[str], None]
 
@@ -117,17 +115,11 @@ def machine_info(threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "threads": threads,
-        "openblas_env": {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ},
+        "openblas_env": {s.name: s.get() for s in settings.OPENBLAS_VARS if s.get() is not None},
     }
     with contextlib.suppress(OSError):
         info["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
-    from importlib.metadata import PackageNotFoundError, version
-
-    for dist in ("torch", "juliacall"):
-        try:
-            info[dist] = version(dist)
-        except PackageNotFoundError:
-            info[dist] = None
+    info.update(library_versions())
     return info
 
 
@@ -140,11 +132,11 @@ class WorkerProcess:
     def __init__(self, name: str, config: dict[str, Any], threads: int) -> None:
         self.name = name
         env = dict(os.environ)
-        for var in THREAD_VARS:
-            env[var] = str(threads)
-        env["PYFLUX_MNIST_BLAS_THREADS"] = str(threads)  # the Julia bridge pins both sides to this
-        env["PYFLUX_MNIST_JULIA_THREADS"] = str(threads)
-        env.pop("PYTHON_JULIACALL_THREADS", None)  # the bridge derives it from the line above
+        for var in settings.THREAD_VARS:
+            env[var.name] = str(threads)
+        env[settings.BLAS_THREADS.name] = str(threads)  # the Julia bridge pins both sides to this
+        env[settings.JULIA_THREADS.name] = str(threads)
+        env.pop(settings.JULIACALL_THREADS.name, None)  # the bridge derives it from the line above
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
@@ -334,7 +326,7 @@ def run_bench(
     if per_epoch:
         roofline["seconds_per_epoch"] = roofline["ms_per_step"] * per_epoch / 1e3
     result["roofline"] = roofline
-    numpy_times = rows.get("numpy", {}).get("_times")
+    numpy_times = rows.get(REFERENCE, {}).get("_times")
     numpy_ms = [t / steps * 1e3 for t in numpy_times] if numpy_times else None
     result["results"] = [_finish_row(rows[n], numpy_ms, roofline, steps, batch, per_epoch) for n in backends]
     with contextlib.suppress(OSError):
@@ -451,7 +443,9 @@ def machine_line(result: dict[str, Any]) -> str:
     load = m.get("load_average_start")
     return (
         f"{m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} CPUs, {m['threads']} BLAS thread(s); "
-        f"NumPy {m['numpy']} with {blas_text}; torch {m.get('torch')}; Python {m['python']}"
+        f"NumPy {m['numpy']} with {blas_text}; "
+        + "".join(f"{dist} {m[dist]}; " for dist in library_versions() if m.get(dist))
+        + f"Python {m['python']}"
         + (f"; load average at start {load[0]}" if load else "")
     )
 

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import settings
 from .atomic import atomic_write
 from .errors import DataError
 from .idx import IdxError, read_idx_hashed
@@ -84,14 +85,14 @@ class MnistData:
 
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/pyflux-mnist``, by default ``~/.cache/pyflux-mnist`` (XDG ignores relative paths)."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
+    base = settings.XDG_CACHE_HOME.get() or ""
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
     return root / "pyflux-mnist"
 
 
 def mirrors() -> list[str]:
     """Base URLs to try in order: ``$PYFLUX_MNIST_MIRRORS`` (comma-separated) or :data:`MIRRORS`."""
-    env = os.environ.get("PYFLUX_MNIST_MIRRORS", "")
+    env = settings.MIRRORS.get() or ""
     urls = [u.strip() for u in env.split(",") if u.strip()]
     return urls or list(MIRRORS)
 
@@ -99,7 +100,7 @@ def mirrors() -> list[str]:
 def _offline(offline: bool | None) -> bool:
     if offline is not None:
         return offline
-    return os.environ.get("PYFLUX_MNIST_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    return settings.OFFLINE.is_yes()
 
 
 class _Place(NamedTuple):
@@ -115,8 +116,8 @@ def _place(data_dir: str | os.PathLike[str] | None) -> _Place:
     """Pick the directory; an explicit one must exist (never fall back silently to somewhere else)."""
     if data_dir is not None:
         place = _Place(Path(data_dir).expanduser(), "argument")
-    elif os.environ.get("PYFLUX_MNIST_DATA"):
-        place = _Place(Path(os.environ["PYFLUX_MNIST_DATA"]).expanduser(), "PYFLUX_MNIST_DATA")
+    elif settings.DATA.get():
+        place = _Place(Path(settings.DATA.get() or "").expanduser(), settings.DATA.name)
     else:
         return _Place(cache_dir(), "cache")
     if not place.directory.is_dir():

@@ -6,6 +6,7 @@ Backends are imported lazily, so ``import pyflux_mnist`` never loads torch or Ju
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import BackendUnavailable, SpecError
 from ..spec import Recipe
@@ -17,6 +18,8 @@ BACKENDS: dict[str, str] = {
     "flux": "pyflux_mnist.backends.flux_backend:FluxBackend",
     "torch": "pyflux_mnist.backends.torch_backend:TorchBackend",
 }
+#: The reference backend: the default everywhere, and what bench's "× numpy" ratios are taken against.
+REFERENCE = "numpy"
 
 
 def backend_names() -> list[str]:
@@ -57,12 +60,39 @@ def available_backends() -> list[str]:
     return [name for name, reason in backend_status().items() if reason is None]
 
 
+def backend_details() -> dict[str, dict[str, object]]:
+    """``{name: details}``: what ``info`` shows about each backend beyond available or not."""
+    details: dict[str, dict[str, object]] = {}
+    for name in BACKENDS:
+        try:
+            details[name] = _load(name).details()
+        except Exception as e:  # one backend's detail must not hide the rest of the report
+            details[name] = {"error": str(e)}
+    return details
+
+
+def library_versions() -> dict[str, str | None]:
+    """``{distribution: installed version or None}`` for every backend's library (imports none of them)."""
+    versions: dict[str, str | None] = {}
+    for name in BACKENDS:
+        dist = _load(name).distribution
+        if dist is not None:
+            try:
+                versions[dist] = version(dist)
+            except PackageNotFoundError:
+                versions[dist] = None
+    return versions
+
+
 __all__ = [
     "BACKENDS",
+    "REFERENCE",
     "Backend",
     "Trainer",
     "available_backends",
+    "backend_details",
     "backend_names",
     "backend_status",
     "get_backend",
+    "library_versions",
 ]

@@ -15,6 +15,8 @@ Array conventions, shared by every backend:
 
 from __future__ import annotations
 
+import importlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -59,6 +61,11 @@ class Backend(ABC):
     name: str = ""
     #: The update rules this backend implements (see ``spec.RULES``).
     rules: tuple[str, ...] = ("backprop",)
+    #: The module :meth:`load_library` imports: the backend's library (``"torch"``), or the module holding
+    #: its trainer when that is all there is to load.
+    library: str = ""
+    #: The distribution whose version reports show for this backend (``None``: nothing beyond NumPy).
+    distribution: str | None = None
 
     def unavailable_reason(self) -> str | None:
         """``None`` if this backend can run here, else one line saying why not and how to fix it."""
@@ -76,6 +83,23 @@ class Backend(ABC):
         """A short version description for reports (library versions)."""
         return ""
 
+    def load_library(self) -> dict[str, float]:
+        """Import (or start) this backend's library now; seconds per phase, at least ``"import"`` (the
+        total). ``bench`` calls it before building a trainer so that this cost is measured on its own."""
+        t0 = time.perf_counter()
+        importlib.import_module(self.library or type(self).__module__)
+        return {"import": time.perf_counter() - t0}
+
+    def thread_report(self, threads: int) -> dict[str, object]:
+        """Give this backend's own thread pools (beyond NumPy's BLAS) ``threads`` threads, and say what
+        they now run with: ``bench`` reports it next to the timings."""
+        return {}
+
+    def details(self) -> dict[str, object]:
+        """What ``pyflux-mnist info`` shows about this backend beyond available/unavailable (cheap: never
+        starts a runtime that is not running yet)."""
+        return {}
+
     @abstractmethod
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         """Start training ``recipe``'s network from ``params`` on ``X`` (784, N) and ``Y`` (10, N)."""
@@ -84,5 +108,6 @@ class Backend(ABC):
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
         """Class probabilities ``(10, N)`` (for ``squared_error`` networks: the output activations)."""
 
-    def predict(self, spec, params, X) -> np.ndarray:
+    def predict(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
+        """Predicted labels ``(N,)``: the first maximum of each column, as ``Flux.onecold``."""
         return np.argmax(self.probabilities(spec, params, X), axis=0)

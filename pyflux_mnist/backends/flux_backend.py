@@ -8,6 +8,7 @@ and evaluates without Julia. Julia is started on first use, through
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -95,6 +96,7 @@ class FluxTrainer(Trainer):
 
 class FluxBackend(Backend):
     name = "flux"
+    distribution = "juliacall"
 
     def unavailable_reason(self) -> str | None:
         from . import julia_bridge
@@ -113,6 +115,33 @@ class FluxBackend(Backend):
         if not st["available"]:
             return ""
         return f"Flux {st['flux']}, Julia {st['julia']}, juliacall {st['juliacall']}"
+
+    def load_library(self) -> dict[str, float]:
+        """Start Julia (``import juliacall``), then load our module (``using Flux``), each timed."""
+        import warnings
+
+        from . import julia_bridge as jb
+
+        jb.configure_environment()
+        t0 = time.perf_counter()
+        import juliacall  # noqa: F401  (starts Julia)
+
+        t1 = time.perf_counter()
+        with warnings.catch_warnings():  # we configured juliacall ourselves just above
+            warnings.simplefilter("ignore")
+            jb.load()  # includes PyFluxMNIST.jl: `using Flux`; pins BLAS threads
+        t2 = time.perf_counter()
+        return {"julia_start": t1 - t0, "using_flux": t2 - t1, "import": t2 - t0}
+
+    def thread_report(self, threads: int) -> dict[str, object]:
+        from .. import settings
+
+        return {"julia_blas": self._julia().blas_threads(), "julia_threads": settings.JULIACALL_THREADS.get()}
+
+    def details(self) -> dict[str, object]:
+        from . import julia_bridge
+
+        return dict(julia_bridge.julia_status())
 
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         self.check_recipe(recipe)

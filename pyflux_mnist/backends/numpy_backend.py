@@ -9,7 +9,6 @@ from ..spec import ModelSpec, Recipe
 from .base import Backend, Trainer
 from .numpy_maths import Optimizer, loss_and_grads, probabilities
 
-
 # --- the trainers -----------------------------------------------------------------------------------
 
 
@@ -54,6 +53,7 @@ class ReferenceTrainer(Trainer):
 class NumpyBackend(Backend):
     name = "numpy"
     rules = ("backprop", "rashid")
+    library = "pyflux_mnist.backends.numpy_trainer"
 
     def version(self) -> str:
         return f"numpy {np.__version__}"

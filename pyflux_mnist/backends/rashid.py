@@ -29,9 +29,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import Trainer
 from ..blas import one_blas_thread
 from ..spec import Recipe
+from .base import Trainer
 
 try:  # in-place rank-one update; the NumPy fallback needs a temporary matrix
     from scipy.linalg.blas import sger as _sger

@@ -6,6 +6,7 @@ benchmark compares with.
 from __future__ import annotations
 
 import importlib.util
+from types import ModuleType
 
 import numpy as np
 
@@ -116,6 +117,8 @@ class TorchTrainer(Trainer):
 
 class TorchBackend(Backend):
     name = "torch"
+    library = "torch"
+    distribution = "torch"
 
     def unavailable_reason(self) -> str | None:
         if importlib.util.find_spec("torch") is None:
@@ -124,6 +127,11 @@ class TorchBackend(Backend):
 
     def version(self) -> str:
         return f"torch {_torch().__version__}"
+
+    def thread_report(self, threads: int) -> dict[str, object]:
+        torch = _torch()
+        torch.set_num_threads(threads)
+        return {"torch_intra_op": torch.get_num_threads(), "torch_blas": _torch_blas(torch)}
 
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         self.check_recipe(recipe)
@@ -136,3 +144,14 @@ class TorchBackend(Backend):
             if spec.loss != "squared_error":
                 out = torch.softmax(out, dim=1)
         return out.numpy().T
+
+
+def _torch_blas(torch: ModuleType) -> str:
+    """The BLAS torch was built with, from ``torch.__config__.show()`` (e.g. ``mkl`` or ``open``)."""
+    try:
+        for line in torch.__config__.show().splitlines():
+            if "BLAS_INFO=" in line:
+                return line.split("BLAS_INFO=", 1)[1].split(",")[0].strip()
+    except Exception:  # a report detail must never fail the benchmark
+        pass
+    return "unknown"

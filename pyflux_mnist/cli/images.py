@@ -5,16 +5,13 @@ from __future__ import annotations
 import click
 
 from ..errors import PyfluxError
-from .common import ERROR_EXIT, data_dir_option, echo_json, offline_option
-from .train import check_writable
+from .common import ERROR_EXIT, check_writable, data_dir_option, echo_json, json_option, offline_option
 
 
 @click.command()
 @click.argument("model_path", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print a JSON list: path and label + probabilities, or error."
-)
+@json_option("a JSON list (path and label + probabilities, or error)")
 @click.option(
     "--save-preprocessed",
     "save_dir",

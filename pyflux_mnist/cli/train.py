@@ -13,25 +13,19 @@ import click
 import numpy as np
 
 from .. import __version__
-from ..backends import backend_names, backend_status, get_backend
+from ..backends import backend_status, get_backend
 from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError
 from ..recipes import RECIPES
-from .common import data_dir_option, echo_json, offline_option
-
-
-def check_writable(path: str | None, what: str) -> None:
-    """Fail before hours of training, not after: the output's folder must exist and be writable."""
-    if path is None:
-        return
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
-    if Path(path).is_dir():
-        raise PyfluxError(f"cannot write the {what} to {path}: it is a directory")
-    if not os.access(parent, os.W_OK):
-        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} is not writable")
+from .common import (
+    backend_option,
+    check_writable,
+    data_dir_option,
+    echo_json,
+    json_option,
+    offline_option,
+)
 
 
 def _bar(total: int, label: str):
@@ -39,7 +33,7 @@ def _bar(total: int, label: str):
 
 
 @click.command()
-@click.option("--backend", default="numpy", show_default=True, help=f"One of: {', '.join(backend_names())}.")
+@backend_option
 @click.option("--recipe", default="flux-tutorial", show_default=True, help=f"One of: {', '.join(RECIPES)}.")
 @click.option("--steps", type=int, default=None, help="Optimiser steps (overrides the recipe).")
 @click.option("--epochs", type=int, default=None, help="Passes over the training set (overrides the recipe).")
@@ -78,7 +72,7 @@ def _bar(total: int, label: str):
     help="Continue the run saved in this checkpoint (its recipe, seed and backend); it keeps "
     "checkpointing there unless --checkpoint says elsewhere.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the summary.")
+@json_option("one JSON object instead of the summary")
 @click.pass_context
 def train(
     ctx,
@@ -232,7 +226,7 @@ def _parse_hidden(hidden: str | None) -> tuple[int, ...] | None:
 
 
 @click.command()
-@click.option("--backend", default="numpy", show_default=True, help=f"One of: {', '.join(backend_names())}.")
+@backend_option
 @data_dir_option
 @offline_option
 @click.option("--throttle", type=float, default=10.0, show_default=True, help="Seconds between loss prints.")
@@ -277,7 +271,7 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
     default=None,
     help="Write a grid of misclassified test digits (PNG).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option()
 def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> None:
     """Evaluate a saved model on the MNIST test set (NumPy; no Julia needed)."""
     from ..mnist import load_mnist
@@ -326,17 +320,14 @@ def blas_info() -> list[dict]:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def info(as_json) -> None:
-    """Package version, which backends can run here (and why not), BLAS and threads."""
-    status = backend_status()
-    julia: dict = {}
-    try:
-        from ..backends.julia_bridge import julia_status
+@json_option()
+def info(as_json: bool) -> None:
+    """Package version, which backends can run here (and why not), BLAS, threads and every setting."""
+    from .. import settings
+    from ..backends import backend_details
 
-        julia = julia_status()
-    except ImportError:
-        pass
+    status = backend_status()
+    details = backend_details()
     out = {
         "version": __version__,
         "python": platform.python_version(),
@@ -344,18 +335,9 @@ def info(as_json) -> None:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "backends": {name: ("available" if r is None else f"unavailable: {r}") for name, r in status.items()},
-        "julia": julia,
+        "backend_details": {name: d for name, d in details.items() if d},
         "blas": blas_info(),
-        "threads_env": {
-            k: os.environ[k]
-            for k in (
-                "OMP_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS",
-                "MKL_NUM_THREADS",
-                "PYTHON_JULIACALL_THREADS",
-            )
-            if k in os.environ
-        },
+        "settings": settings.current(),
     }
     if as_json:
         echo_json(out)
@@ -364,12 +346,14 @@ def info(as_json) -> None:
     click.echo(f"platform     {out['platform']}, {out['cpu_count']} CPUs")
     for name, state in out["backends"].items():
         click.echo(f"backend      {name:<6} {state}")
-    for key, value in julia.items():
-        click.echo(f"julia        {key}: {value}")
+    for name, detail in out["backend_details"].items():
+        for key, value in detail.items():
+            click.echo(f"{name:<12} {key}: {value}")
     for lib in out["blas"]:
         click.echo("blas         " + ", ".join(f"{k}={v}" for k, v in lib.items()))
-    for key, value in out["threads_env"].items():
-        click.echo(f"threads      {key}={value}")
+    for setting in settings.SETTINGS:
+        value = out["settings"][setting.name]
+        click.echo(f"setting      {setting.name}={'' if value is None else value}  ({setting.doc})")
 
 
 COMMANDS = [train, tutorial, evaluate, info]

@@ -37,6 +37,7 @@ from typing import Any
 from . import settings
 from .backends import BACKENDS, REFERENCE, backend_names, backend_status, library_versions
 from .errors import SpecError
+from .prepare import steps_per_epoch
 from .spec import Recipe
 
 #: Every registered backend, in the registry's order.
@@ -56,13 +57,6 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
-
-
-def steps_per_epoch(recipe: Recipe, n_samples: int) -> int | None:
-    """Steps in one pass over the training set (``None`` for full-batch recipes counted in steps)."""
-    if recipe.batch_size == 0:
-        return 1 if recipe.epochs else None
-    return -(-n_samples // recipe.batch_size)
 
 
 def default_steps(recipe: Recipe, n_samples: int) -> int:

@@ -87,9 +87,9 @@ class Worker:
         import numpy as np
 
         from .backends import get_backend
-        from .init import init_params
+        from .init import run_start
         from .mnist import load_mnist
-        from .prepare import prepare, schedule
+        from .prepare import prepare
         from .spec import Recipe
 
         name = self.config["backend"]
@@ -106,9 +106,8 @@ class Worker:
         threads = self._import_backend(backend, setup)
         self.backend, self.recipe = backend, recipe
 
-        init_seq, batch_seq = np.random.SeedSequence(int(self.config["seed"])).spawn(2)
-        params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
-        self.batches = iter(schedule(recipe, self.prepared.X_train.shape[1], batch_seq))
+        params, sched = run_start(recipe, self.prepared.X_train.shape[1], int(self.config["seed"]))
+        self.batches = iter(sched)
         t2 = time.perf_counter()
         self.trainer = backend.trainer(recipe, params, self.prepared.X_train, self.prepared.Y_train)
         setup["init"] = time.perf_counter() - t2

@@ -34,12 +34,15 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+
+if TYPE_CHECKING:
+    from .model import Model
 
 #: Refuse images with more pixels than this before decoding them (decompression bombs).
 MAX_PIXELS = 40_000_000
@@ -535,7 +538,7 @@ def _centre(digit: np.ndarray) -> np.ndarray:
 
 
 def predict_files(
-    model: Any,
+    model: Model,
     paths: Iterable[str | os.PathLike[str]],
     top: int = 3,
     save_dir: str | os.PathLike[str] | None = None,

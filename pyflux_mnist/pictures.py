@@ -12,13 +12,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_write
 from .errors import PyfluxError
+
+if TYPE_CHECKING:
+    from .model import Model
 
 BACKGROUND = (48, 48, 48)
 TEXT = (235, 235, 235)
@@ -164,7 +167,7 @@ def signed_rgb(w: np.ndarray) -> np.ndarray:
     return np.rint(rgb).astype(np.uint8)
 
 
-def weights_png(model: Any, path: str | os.PathLike[str], max_units: int = 256) -> Image.Image:
+def weights_png(model: Model, path: str | os.PathLike[str], max_units: int = 256) -> Image.Image:
     """The first layer's weights of each hidden unit as a 28×28 image (orange +, blue -)."""
     W1 = np.asarray(model.params[0])
     units = min(len(W1), max_units)

@@ -30,7 +30,14 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
 LOSSES = ("crossentropy", "logitcrossentropy", "squared_error")
 INITS = ("glorot_uniform", "normal", "truncated_normal", "normal_fan_in")
 OPTIMIZERS = ("adam", "descent", "rmsprop")
-SCALES = ("unit", "raw", "rashid")
+#: Pixel scalings: a pixel's value v in 0..255 becomes ``v * k + c`` with ``(k, c) = PIXEL_SCALE[scale]``
+#: (unit: v/255; raw: 0..255 as floats; rashid: v/255*0.99 + 0.01, so no input is exactly zero).
+PIXEL_SCALE: dict[str, tuple[float, float]] = {
+    "unit": (1 / 255, 0.0),
+    "raw": (1.0, 0.0),
+    "rashid": (0.99 / 255, 0.01),
+}
+SCALES = tuple(PIXEL_SCALE)
 SPLITS = ("train", "train-55k")
 AUGMENTS = ("none", "rotate10")
 SAMPLINGS = ("shuffle", "replacement", "sequential")

@@ -26,9 +26,9 @@ from .checkpoint import (
 )
 from .checkpoint import save_checkpoint as _save_checkpoint
 from .errors import DivergedError, SpecError, TrainingInterrupted
-from .init import init_params
+from .init import run_start
 from .model import Model
-from .prepare import Prepared, prepare, schedule
+from .prepare import Prepared, prepare
 from .recipes import get_recipe
 from .spec import Recipe
 
@@ -180,9 +180,8 @@ def train(
     if r.batch_size > n_train:
         raise SpecError(f"batch size {r.batch_size} is larger than the {n_train} training samples")
 
-    # One seed drives both random streams, kept apart so changing the batch order never changes the init.
-    init_seq, batch_seq = np.random.SeedSequence(seed).spawn(2)
-    sched = schedule(r, n_train, batch_seq)
+    start = run_start(r, n_train, seed)
+    sched = start.schedule
     if sched.total_steps > MAX_STEPS:
         raise SpecError(f"{sched.total_steps} steps is more than this package runs ({MAX_STEPS})")
     fingerprint = data_fingerprint(prepared.y_train)
@@ -192,7 +191,7 @@ def train(
     elif initial_params is not None:
         params = initial_params
     else:
-        params = init_params(r.model, r.init, np.random.default_rng(init_seq))
+        params = start.params
 
     t0 = time.perf_counter()
     trainer = engine.trainer(r, params, prepared.X_train, prepared.Y_train)

@@ -25,6 +25,17 @@ import numpy as np
 from ..errors import SpecError
 from ..spec import ModelSpec, Recipe
 
+#: Flux.crossentropy adds eps(Float32) inside the log, also for Float64 inputs built from Float32 models;
+#: every backend's crossentropy must add the same.
+CE_EPS = float(np.finfo(np.float32).eps)
+#: The optimiser state slots each optimiser keeps, in this order (see :meth:`Trainer.optimizer_state`).
+SLOTS: dict[str, tuple[str, ...]] = {"adam": ("m", "v"), "rmsprop": ("acc",), "descent": ()}
+
+
+def slot_key(slot: str, i: int) -> str:
+    """The key of slot ``slot`` (e.g. Adam's ``m``) of parameter ``i`` in an optimiser-state dict."""
+    return f"{slot}/{i}"
+
 
 class Trainer(ABC):
     """One training run in progress: owns the parameters and the optimiser state."""
@@ -47,8 +58,8 @@ class Trainer(ABC):
 
     @abstractmethod
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        """The optimiser state, as plain arrays: ``t`` (steps done) and ``m/i``, ``v/i`` (Adam) or
-        ``acc/i`` (RMSprop) for parameter ``i``. Enough to resume exactly."""
+        """The optimiser state, as plain arrays: ``t`` (steps done) and, for each of the optimiser's
+        :data:`SLOTS` and each parameter ``i``, ``slot_key(slot, i)`` (``m/0``). Enough to resume exactly."""
 
     @abstractmethod
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:

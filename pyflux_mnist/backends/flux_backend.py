@@ -15,10 +15,7 @@ import numpy as np
 
 from ..errors import PyfluxError
 from ..spec import ModelSpec, Recipe
-from .base import Backend, Trainer
-
-#: The optimiser state slots, in the order PyFluxMNIST.optimiser_state returns them.
-SLOTS = {"adam": ("m", "v"), "rmsprop": ("acc",), "descent": ()}
+from .base import SLOTS, Backend, Trainer, slot_key
 
 
 class FluxTrainer(Trainer):
@@ -76,19 +73,21 @@ class FluxTrainer(Trainer):
         state = {"t": np.array(int(t), dtype=np.int64)}
         for name, arrays in zip(self._slots, slots, strict=True):
             for i, a in enumerate(arrays):
-                state[f"{name}/{i}"] = jb.to_numpy(a)
+                state[slot_key(name, i)] = jb.to_numpy(a)
         return state
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
         missing = [
             key
-            for key in ["t"] + [f"{s}/{i}" for s in self._slots for i in range(self._n_params)]
+            for key in ["t"] + [slot_key(s, i) for s in self._slots for i in range(self._n_params)]
             if key not in state
         ]
         if missing:
             raise PyfluxError(f"optimiser state is missing {', '.join(missing)}")
         slots = tuple(
-            tuple(np.ascontiguousarray(state[f"{s}/{i}"], dtype=np.float32) for i in range(self._n_params))
+            tuple(
+                np.ascontiguousarray(state[slot_key(s, i)], dtype=np.float32) for i in range(self._n_params)
+            )
             for s in self._slots
         )
         self._jl.call("load_optimiser_state_b", self._trainer, int(state["t"]), *slots)

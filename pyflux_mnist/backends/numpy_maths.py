@@ -11,10 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec import ModelSpec, OptimizerSpec
-
-# Flux.crossentropy adds eps(Float32) inside the log, also for Float64 inputs built from Float32 models.
-CE_EPS = float(np.finfo(np.float32).eps)
-
+from .base import CE_EPS, SLOTS, slot_key
 
 # --- activations, each with its derivative written in terms of its output A ---------------------------
 
@@ -24,14 +21,20 @@ def activate(name: str, Z: np.ndarray) -> np.ndarray:
     if name == "relu":
         np.maximum(Z, 0, out=Z)
     elif name == "sigmoid":
-        # 1 / (1 + exp(-z)); clip keeps exp finite in float32 without changing any representable result.
-        np.clip(Z, -88.0, 88.0, out=Z)
-        np.negative(Z, out=Z)
-        np.exp(Z, out=Z)
-        Z += 1
-        np.reciprocal(Z, out=Z)
+        sigmoid_(Z)
     elif name == "tanh":
         np.tanh(Z, out=Z)
+    return Z
+
+
+def sigmoid_(Z: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-Z))`` in place; the clip keeps exp finite in float32 without changing any
+    representable result."""
+    np.clip(Z, -88.0, 88.0, out=Z)
+    np.negative(Z, out=Z)
+    np.exp(Z, out=Z)
+    Z += 1
+    np.reciprocal(Z, out=Z)
     return Z
 
 
@@ -137,11 +140,7 @@ class Optimizer:
         self.rho, self.eps = dtype(spec.rho), dtype(spec.eps)
         # Optimisers.jl keeps β^t as a running product in the parameters' precision.
         self.b1t, self.b2t = dtype(1), dtype(1)
-        self.slots: dict[str, list[np.ndarray]] = {}
-        if spec.name == "adam":
-            self.slots = {"m": [np.zeros_like(p) for p in params], "v": [np.zeros_like(p) for p in params]}
-        elif spec.name == "rmsprop":
-            self.slots = {"acc": [np.zeros_like(p) for p in params]}
+        self.slots = {slot: [np.zeros_like(p) for p in params] for slot in SLOTS[spec.name]}
         self._tmp = [np.empty_like(p) for p in params]
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray], trainable: list[bool]) -> None:
@@ -186,7 +185,7 @@ class Optimizer:
         state = {"t": np.array(self.t, dtype=np.int64)}
         for slot, arrays in self.slots.items():
             for i, a in enumerate(arrays):
-                state[f"{slot}/{i}"] = a.copy()
+                state[slot_key(slot, i)] = a.copy()
         return state
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -198,4 +197,4 @@ class Optimizer:
             self.b2t *= self.b2
         for slot, arrays in self.slots.items():
             for i, a in enumerate(arrays):
-                a[...] = state[f"{slot}/{i}"]
+                a[...] = state[slot_key(slot, i)]

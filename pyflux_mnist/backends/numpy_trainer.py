@@ -28,8 +28,8 @@ import numpy as np
 
 from ..blas import blas_controller, blas_threads
 from ..spec import Recipe
-from .base import Trainer
-from .numpy_maths import CE_EPS, Optimizer, activate, loss_and_output_grad
+from .base import CE_EPS, Trainer
+from .numpy_maths import Optimizer, activate, loss_and_output_grad
 
 #: Most samples in one block of a full batch. Measured on 60000 samples, 2 threads: blocks of 7500 ran
 #: 5 % faster than 3750 or 15000 (a 32 × 7500 float32 activation is 0.9 MiB: one core's L2).

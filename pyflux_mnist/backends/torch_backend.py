@@ -11,9 +11,7 @@ from types import ModuleType
 import numpy as np
 
 from ..spec import ModelSpec, Recipe
-from .base import Backend, Trainer
-
-CE_EPS = float(np.finfo(np.float32).eps)
+from .base import CE_EPS, SLOTS, Backend, Trainer, slot_key
 
 
 def _torch():
@@ -67,6 +65,7 @@ class TorchTrainer(Trainer):
         self.net = build(self.spec, params)
         self.trainable = [p for p in self.net.parameters() if p.requires_grad]
         self.opt = make_optimizer(recipe, self.trainable)
+        self.optimizer_name = recipe.optimizer.name
         # X.T is the C-contiguous (N, 784) buffer: torch shares it, no copy.
         self.X = torch.from_numpy(np.ascontiguousarray(X.T))
         self.Y = torch.from_numpy(np.ascontiguousarray(Y.T))
@@ -96,7 +95,7 @@ class TorchTrainer(Trainer):
                 if key == "step":
                     state["t"] = np.array(int(value), dtype=np.int64)
                 elif key in names:
-                    state[f"{names[key]}/{i}"] = value.detach().numpy().copy()
+                    state[slot_key(names[key], i)] = value.detach().numpy().copy()
         return state
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
@@ -106,9 +105,9 @@ class TorchTrainer(Trainer):
             if not p.requires_grad:
                 continue
             slots = {
-                names[k.split("/")[0]]: torch.from_numpy(np.array(v))
-                for k, v in state.items()
-                if k.endswith(f"/{i}")
+                names[s]: torch.from_numpy(np.array(state[slot_key(s, i)]))
+                for s in SLOTS[self.optimizer_name]
+                if slot_key(s, i) in state
             }
             if slots:
                 slots["step"] = torch.tensor(float(state["t"]))

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
 from .atomic import atomic_write
 from .errors import ModelFileError, first_line
+from .version import __version__
 
 #: Refuse metadata or arrays whose declared size is absurd before reading them.
 MAX_META_BYTES = 1 << 20

@@ -11,8 +11,8 @@ import traceback
 
 import click
 
-from .. import __version__
 from ..errors import PyfluxError
+from ..version import __version__
 from .common import ERROR_EXIT, INTERRUPT_EXIT
 
 

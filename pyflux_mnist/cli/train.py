@@ -12,12 +12,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .. import __version__
 from ..backends import backend_status, get_backend
 from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError
 from ..recipes import RECIPES
+from ..version import __version__
 from .common import (
     backend_option,
     check_writable,

@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "numpy": "pyflux_mnist.backends.numpy_backend:NumpyBackend",
     "flux": "pyflux_mnist.backends.flux_backend:FluxBackend",
     "torch": "pyflux_mnist.backends.torch_backend:TorchBackend",
+    "jax": "pyflux_mnist.backends.jax_backend:JaxBackend",
 }
 #: The reference backend: the default everywhere, and what bench's "× numpy" ratios are taken against.
 REFERENCE = "numpy"

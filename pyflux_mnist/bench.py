@@ -84,7 +84,7 @@ def flops_per_step(recipe: Recipe, batch: int) -> float:
 def bench_recipe(recipe: Recipe, total_steps: int, n_samples: int) -> Recipe:
     """``recipe`` made long enough for ``total_steps``, keeping its batch order (epochs stay epochs)."""
     per_epoch = steps_per_epoch(recipe, n_samples)
-    if recipe.epochs and recipe.batch_size:
+    if recipe.epochs and per_epoch and recipe.batch_size:
         return recipe.replace(epochs=-(-total_steps // per_epoch))
     return recipe.replace(steps=total_steps, epochs=0)
 
@@ -310,7 +310,7 @@ def run_bench(
 
     gflop = flops_per_step(r, batch) / 1e9
     sgemm_gflops = statistics.median(sgemm_rounds) if sgemm_rounds else math.nan
-    roofline = {
+    roofline: dict[str, Any] = {
         "gflop_per_step": gflop,
         "sgemm_gflops": sgemm_gflops,
         "sgemm_gflops_rounds": sgemm_rounds,
@@ -432,7 +432,7 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def machine_line(result: dict[str, Any]) -> str:
     m = result["machine"]
-    blas = next((b for b in m.get("blas", []) if b.get("user_api") == "blas"), {})
+    blas: dict[str, Any] = next((b for b in m.get("blas", []) if b.get("user_api") == "blas"), {})
     blas_text = f"{blas.get('internal_api')} {blas.get('version')} ({blas.get('architecture')} kernels)"
     load = m.get("load_average_start")
     return (

@@ -93,6 +93,6 @@ def load_model(path: str | os.PathLike[str]) -> Model:
 
 def recipe_from_meta(meta: dict[str, Any], path: Path) -> Recipe:
     try:
-        return Recipe.from_dict(meta.get("recipe"))
+        return Recipe.from_dict(meta.get("recipe"))  # type: ignore[arg-type]  # from_dict checks it
     except PyfluxError as e:
         raise ModelFileError(f"{path}: bad recipe in metadata: {e}") from None

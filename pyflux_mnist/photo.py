@@ -560,7 +560,7 @@ def predict_files(
             results.append({"path": p, "error": str(e)})
     ok = [i for i, d in enumerate(digits) if d is not None]
     if ok:
-        probs = model.probabilities(np.stack([digits[i] for i in ok]))
+        probs = model.probabilities(np.stack([d for d in digits if d is not None]))
         for i, pr in zip(ok, probs, strict=True):
             order = np.argsort(-pr, kind="stable")[: max(1, min(top, 10))]
             results[i].update(
@@ -575,7 +575,7 @@ def predict_files(
 
 def _save_digits(
     save_dir: str | os.PathLike[str],
-    paths: Sequence[str],
+    paths: Sequence[str | os.PathLike[str]],
     digits: Sequence[np.ndarray | None],
     results: list[dict[str, Any]],
 ) -> None:

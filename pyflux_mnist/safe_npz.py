@@ -49,7 +49,8 @@ def write_npz(
     meta = {"format": fmt, "format_version": version, "package_version": __version__, **meta}
     try:
         with atomic_write(path) as f:
-            np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+            entries: dict[str, Any] = {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays}
+            np.savez(f, **entries)
     except OSError as e:
         raise ModelFileError(f"cannot save the {what} to {path}: {e.strerror or e}") from None
     return path
@@ -92,7 +93,8 @@ def read_meta(
     meta = read_json_meta(npz, path)
     found = meta.get("format") if isinstance(meta, dict) else None
     if found != fmt:
-        raise ModelFileError(f"{path} is not a pyflux-mnist {what}{(hints or {}).get(found, '')}")
+        hint = (hints or {}).get(found, "") if isinstance(found, str) else ""
+        raise ModelFileError(f"{path} is not a pyflux-mnist {what}{hint}")
     if meta.get("format_version") != version:
         raise ModelFileError(
             f"{path}: {what} format version {meta.get('format_version')!r} is not supported "

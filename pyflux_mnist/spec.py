@@ -200,7 +200,7 @@ class Recipe:
         if not isinstance(d, dict):
             raise SpecError("a recipe must be a JSON object")
         try:
-            parts = {
+            parts: dict[str, Any] = {
                 "model": ModelSpec(**_fields(ModelSpec, d.get("model", {}))),
                 "init": InitSpec(**_fields(InitSpec, d.get("init", {}))),
                 "optimizer": OptimizerSpec(**_fields(OptimizerSpec, d.get("optimizer", {}))),

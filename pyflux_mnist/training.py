@@ -200,6 +200,7 @@ def train(
     every = (checkpoint_every or DEFAULT_EVERY) if checkpoint is not None else 0
 
     def save_checkpoint(losses: np.ndarray) -> None:
+        assert checkpoint is not None  # only called when there is somewhere to save
         state = Checkpoint(
             r, trainer.parameters(), trainer.optimizer_state(), losses, seed, engine.name,
             sched.total_steps, fingerprint, every,

@@ -142,7 +142,7 @@ class NumpyTrainer(Trainer):
 
     def _minibatch(self, batch: np.ndarray) -> float:
         """Loss and ``self.grads`` on the samples ``batch``, gathered into preallocated rows."""
-        if self._rows is None:  # a minibatch in a full-batch recipe (only if called directly)
+        if self._rows is None or self._ys is None:  # a minibatch in a full-batch recipe (called directly)
             X = np.concatenate([x for x, _ in self._blocks], axis=1)
             Y = np.concatenate([y for _, y in self._blocks], axis=1)
             self._rows, self._ys = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
@@ -152,6 +152,7 @@ class NumpyTrainer(Trainer):
             X, Y = self._rows[i : i + 1].T, self._ys[i : i + 1].T
         else:
             buf = self._buf(len(batch), gather=True)
+            assert buf.x is not None and buf.y is not None  # gather=True allocates them
             X = np.take(self._rows, batch, axis=0, out=buf.x).T  # (features, B)
             Y = np.take(self._ys, batch, axis=0, out=buf.y).T
         return self._forward_backward(buf, X, Y, self.grads, X.shape[1])

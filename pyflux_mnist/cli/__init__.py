@@ -6,8 +6,8 @@ User errors (:class:`~pyflux_mnist.errors.PyfluxError`) become one line on stder
 
 from __future__ import annotations
 
-import sys
 import traceback
+from typing import Any
 
 import click
 
@@ -19,7 +19,7 @@ from .common import ERROR_EXIT, INTERRUPT_EXIT
 class Group(click.Group):
     """A click group that turns our own exceptions into one clean line."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PyfluxError as e:
@@ -63,4 +63,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from ..recipes import RECIPES
 from .common import backend_option, check_writable, data_dir_option, echo_json, json_option, offline_option
 
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
 
 class _Progress:
     """One click progress bar per run on stderr, redrawn at most every 0.2 s."""
 
     def __init__(self) -> None:
-        self.bar = None
+        self.bar: ProgressBar[int] | None = None
         self.label = ""
         self.last = 0.0
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from . import settings
 from .backends import BACKENDS, REFERENCE, backend_names, backend_status, library_versions
+from .bench_worker import SGEMM_N
 from .errors import SpecError
 from .prepare import steps_per_epoch
 from .spec import Recipe
@@ -221,8 +222,7 @@ def run_bench(
     del data
     steps = default_steps(r, n_samples) if steps is None else steps
     per_epoch = steps_per_epoch(r, n_samples)
-    total = 1 + repeat * steps
-    config_recipe = bench_recipe(r, total, n_samples)
+    config_recipe = bench_recipe(r, 1 + repeat * steps, n_samples)
     batch = r.batch_size or n_samples
 
     result: dict[str, Any] = {
@@ -241,91 +241,129 @@ def run_bench(
             "warmup_steps": 1,
         },
     }
-    status = backend_status(config_recipe)  # also: a backend that cannot express the recipe is unavailable
-    rows: dict[str, dict[str, Any]] = {}
-    workers: dict[str, WorkerProcess] = {}
     base = {"recipe": config_recipe.to_dict(), "seed": seed, "data_dir": data_dir, "offline": offline}
     base["threads"] = threads
+    rows: dict[str, dict[str, Any]] = {}
+    workers: dict[str, WorkerProcess] = {}
     try:
-        for name in backends:
-            rows[name] = {"backend": name, "status": "ok", "reason": None}
-            if status.get(name) is not None:
-                rows[name].update(status="unavailable", reason=status[name])
-                say(f"{name}: unavailable: {status[name]}")
-                continue
-            say(f"{name}: starting (data, import, init, first step)")
-            worker = WorkerProcess(name, {**base, "backend": name}, threads)
-            ready = worker.receive()
-            if ready["event"] != "ready":
-                rows[name].update(status=ready["event"], reason=ready.get("reason"))
-                say(f"{name}: {ready['event']}: {ready.get('reason')}")
-                worker.close()
-                continue
-            workers[name] = worker
-            rows[name].update(_ready_fields(ready))
-            rows[name]["_times"] = []
-            say(f"{name}: ready, set-up {rows[name]['setup_seconds']:.2f} s")
+        # A backend that cannot express the recipe is unavailable too.
+        _start_workers(backends, backend_status(config_recipe), base, threads, rows, workers, say)
         sgemm = WorkerProcess("sgemm", {**base, "backend": "sgemm"}, threads)
-        sg_ready = sgemm.receive()
-        sgemm_rounds: list[float] = []
-        result["machine"]["blas"] = sg_ready.get("threads", {}).get("blas", [])
-
-        for round_no in range(repeat):
-            order = list(workers)
-            if order:
-                k = round_no % len(order)
-                order = order[k:] + order[:k]
-            for name in order:
-                answer = workers[name].ask({"cmd": "run", "steps": steps})
-                if answer["event"] != "ran":
-                    rows[name].update(status="error", reason=answer.get("reason"))
-                    say(f"{name}: error: {answer.get('reason')}")
-                    workers.pop(name).close()
-                    continue
-                rows[name]["_times"].append(answer["seconds"])
-                rows[name]["final_loss"] = answer["last_loss"]
-                time.sleep(SETTLE_S)
-            answer = sgemm.ask({"cmd": "sgemm"})
-            if answer["event"] == "sgemm":
-                sgemm_rounds.append(answer["gflops"])
-            time.sleep(SETTLE_S)
-            say(
-                f"round {round_no + 1}/{repeat}: "
-                + ", ".join(f"{n} {rows[n]['_times'][-1] / steps * 1e3:.2f} ms/step" for n in workers)
-                + (f", sgemm {sgemm_rounds[-1]:.0f} GFLOP/s" if sgemm_rounds else "")
-            )
+        result["machine"]["blas"] = sgemm.receive().get("threads", {}).get("blas", [])
+        sgemm_rounds = _timed_rounds(workers, rows, sgemm, repeat, steps, say)
         sgemm.ask({"cmd": "finish"})
         sgemm.close()
-
-        for name, worker in list(workers.items()):
-            say(f"{name}: evaluating")
-            answer = worker.ask({"cmd": "finish"})
-            if answer["event"] != "finished":
-                rows[name].update(status="error", reason=answer.get("reason"))
-            else:
-                rows[name].update({k: v for k, v in answer.items() if k != "event"})
+        _finish_workers(workers, rows, say)
     finally:
         for worker in workers.values():
             worker.close()
 
-    gflop = flops_per_step(r, batch) / 1e9
+    result["roofline"] = roofline = _roofline(flops_per_step(r, batch) / 1e9, sgemm_rounds, per_epoch)
+    reference_times = rows.get(REFERENCE, {}).get("_times")
+    reference_ms = [t / steps * 1e3 for t in reference_times] if reference_times else None
+    result["results"] = [
+        _finish_row(rows[n], reference_ms, roofline, steps, batch, per_epoch) for n in backends
+    ]
+    with contextlib.suppress(OSError):
+        result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def _start_workers(
+    backends: list[str],
+    status: dict[str, str | None],
+    base: dict[str, Any],
+    threads: int,
+    rows: dict[str, dict[str, Any]],
+    workers: dict[str, WorkerProcess],
+    say: Progress,
+) -> None:
+    """Start one worker per available backend (data, import, init, first step), one after the other, and
+    fill ``rows`` (every backend) and ``workers`` (those ready)."""
+    for name in backends:
+        rows[name] = {"backend": name, "status": "ok", "reason": None}
+        if status.get(name) is not None:
+            rows[name].update(status="unavailable", reason=status[name])
+            say(f"{name}: unavailable: {status[name]}")
+            continue
+        say(f"{name}: starting (data, import, init, first step)")
+        worker = WorkerProcess(name, {**base, "backend": name}, threads)
+        ready = worker.receive()
+        if ready["event"] != "ready":
+            rows[name].update(status=ready["event"], reason=ready.get("reason"))
+            say(f"{name}: {ready['event']}: {ready.get('reason')}")
+            worker.close()
+            continue
+        workers[name] = worker
+        rows[name].update(_ready_fields(ready))
+        rows[name]["_times"] = []
+        say(f"{name}: ready, set-up {rows[name]['setup_seconds']:.2f} s")
+
+
+def _timed_rounds(
+    workers: dict[str, WorkerProcess],
+    rows: dict[str, dict[str, Any]],
+    sgemm: WorkerProcess,
+    repeat: int,
+    steps: int,
+    say: Progress,
+) -> list[float]:
+    """``repeat`` rounds: every worker runs ``steps`` steps (in a rotating order), then the sgemm; returns
+    the sgemm GFLOP/s of each round. A worker that fails leaves ``workers`` with its row saying why."""
+    sgemm_rounds: list[float] = []
+    for round_no in range(repeat):
+        order = list(workers)
+        if order:
+            k = round_no % len(order)
+            order = order[k:] + order[:k]
+        for name in order:
+            answer = workers[name].ask({"cmd": "run", "steps": steps})
+            if answer["event"] != "ran":
+                rows[name].update(status="error", reason=answer.get("reason"))
+                say(f"{name}: error: {answer.get('reason')}")
+                workers.pop(name).close()
+                continue
+            rows[name]["_times"].append(answer["seconds"])
+            rows[name]["final_loss"] = answer["last_loss"]
+            time.sleep(SETTLE_S)
+        answer = sgemm.ask({"cmd": "sgemm"})
+        if answer["event"] == "sgemm":
+            sgemm_rounds.append(answer["gflops"])
+        time.sleep(SETTLE_S)
+        say(
+            f"round {round_no + 1}/{repeat}: "
+            + ", ".join(f"{n} {rows[n]['_times'][-1] / steps * 1e3:.2f} ms/step" for n in workers)
+            + (f", sgemm {sgemm_rounds[-1]:.0f} GFLOP/s" if sgemm_rounds else "")
+        )
+    return sgemm_rounds
+
+
+def _finish_workers(
+    workers: dict[str, WorkerProcess], rows: dict[str, dict[str, Any]], say: Progress
+) -> None:
+    """Each worker evaluates its trained network (train and test accuracy) and reports its peak memory."""
+    for name, worker in list(workers.items()):
+        say(f"{name}: evaluating")
+        answer = worker.ask({"cmd": "finish"})
+        if answer["event"] != "finished":
+            rows[name].update(status="error", reason=answer.get("reason"))
+        else:
+            rows[name].update({k: v for k, v in answer.items() if k != "event"})
+
+
+def _roofline(gflop: float, sgemm_rounds: list[float], per_epoch: int | None) -> dict[str, Any]:
+    """The floor the model's matrix products set at this machine's measured sgemm rate."""
     sgemm_gflops = statistics.median(sgemm_rounds) if sgemm_rounds else math.nan
     roofline: dict[str, Any] = {
         "gflop_per_step": gflop,
         "sgemm_gflops": sgemm_gflops,
         "sgemm_gflops_rounds": sgemm_rounds,
-        "sgemm_size": 2048,
+        "sgemm_size": SGEMM_N,
         "ms_per_step": gflop / sgemm_gflops * 1e3 if sgemm_rounds else math.nan,
     }
     if per_epoch:
         roofline["seconds_per_epoch"] = roofline["ms_per_step"] * per_epoch / 1e3
-    result["roofline"] = roofline
-    numpy_times = rows.get(REFERENCE, {}).get("_times")
-    numpy_ms = [t / steps * 1e3 for t in numpy_times] if numpy_times else None
-    result["results"] = [_finish_row(rows[n], numpy_ms, roofline, steps, batch, per_epoch) for n in backends]
-    with contextlib.suppress(OSError):
-        result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    return result
+    return roofline
 
 
 def _ready_fields(ready: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +382,7 @@ def _ready_fields(ready: dict[str, Any]) -> dict[str, Any]:
 
 def _finish_row(
     row: dict[str, Any],
-    numpy_ms: list[float] | None,
+    reference_ms: list[float] | None,
     roofline: dict[str, Any],
     steps: int,
     batch: int,
@@ -373,8 +411,8 @@ def _finish_row(
         row["ratio_to_roofline"] = statistics.median(t / b for t, b in zip(per_step, bound, strict=True))
     elif rounds:
         row["ratio_to_roofline"] = median / roofline["ms_per_step"]
-    if numpy_ms and len(numpy_ms) == len(per_step):  # round by round again
-        row["ratio_to_numpy"] = statistics.median(t / b for t, b in zip(per_step, numpy_ms, strict=True))
+    if reference_ms and len(reference_ms) == len(per_step):  # round by round again
+        row["ratio_to_numpy"] = statistics.median(t / b for t, b in zip(per_step, reference_ms, strict=True))
     return row
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends import REFERENCE
 from .blas import blas_libraries
 from .errors import DivergedError, SpecError
 from .prepare import steps_per_epoch, train_samples
@@ -136,7 +137,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def reproduce(
     names: Sequence[str],
-    backend: str = "numpy",
+    backend: str = REFERENCE,
     seeds: Sequence[int] = (0,),
     data: Any = None,
     *,

@@ -8,6 +8,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 import numpy as np
@@ -17,6 +18,7 @@ from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError
 from ..recipes import RECIPES
+from ..spec import Recipe
 from ..version import __version__
 from .common import (
     backend_option,
@@ -26,6 +28,11 @@ from .common import (
     json_option,
     offline_option,
 )
+
+if TYPE_CHECKING:
+    from ..checkpoint import Checkpoint
+    from ..mnist import MnistData
+    from ..training import TrainResult
 
 
 def _bar(total: int, label: str):
@@ -99,47 +106,20 @@ def train(
     Ctrl-C stops at the next step (writing the checkpoint when --checkpoint is given) and exits 130.
     """
     from ..mnist import load_mnist
-    from ..training import check_seed, resolve_recipe
-    from ..training import train as train_fn
 
     # Everything that can be checked is checked here, before the data is loaded or a step is run.
-    widths = _parse_hidden(hidden)
-    ck = None
-    if resume_path is not None:
-        from ..checkpoint import load_checkpoint
-
-        ck = load_checkpoint(resume_path)
-        _check_resume_options(ctx, ck, backend, seed)
-        r, seed, backend = ck.recipe, ck.seed, ck.backend
+    run = _plan(ctx, backend, recipe, steps, epochs, batch_size, lr, hidden, seed, resume_path)
+    if run.checkpoint is not None:  # it keeps checkpointing where and as often as it did
         checkpoint_path = checkpoint_path or resume_path
-        checkpoint_every = checkpoint_every or ck.every
-    else:
-        r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=widths)
-        check_seed(seed)
+        checkpoint_every = checkpoint_every or run.checkpoint.every
     _check_checkpoint_every(checkpoint_every, checkpoint_path)
     _check_distinct(save_path=save_path, plot_path=plot_path, checkpoint_path=checkpoint_path)
     check_writable(save_path, "model")
     check_writable(plot_path, "plot")
     check_writable(checkpoint_path, "checkpoint")
-    get_backend(backend).check_recipe(r)  # unknown, unavailable or unable: said before the data loads
+    get_backend(run.backend).check_recipe(run.recipe)  # unknown, unavailable or unable: before the data
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
-    with _bar(0, f"{r.name} [{backend}]") as bar:
-
-        def on_progress(done: int, total: int, loss: float) -> None:
-            bar.length = total
-            bar.label = f"{r.name} [{backend}] loss {loss:.4f}"
-            bar.update(done - bar.pos)
-
-        result = train_fn(
-            r,
-            backend,
-            data,
-            seed,
-            on_progress=on_progress,
-            checkpoint=checkpoint_path,
-            checkpoint_every=checkpoint_every or 0,
-            resume=ck,
-        )
+    result = _train_with_progress(run, data, checkpoint_path, checkpoint_every or 0)
     if len(result.losses) > 1 and result.final_loss > result.losses[0]:
         click.echo(
             f"Warning: the loss ended higher than it started ({result.losses[0]:.4f} -> "
@@ -151,14 +131,79 @@ def train(
     if plot_path:
         from ..pictures import loss_curve_png
 
-        loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, title=r.name)
-    if as_json:
-        summary = result.summary()
-        summary.update(saved=save_path, plot=plot_path)
-        echo_json(summary)
-        return
+        loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, title=run.recipe.name)
+    _report(result, save_path, plot_path, as_json)
+
+
+class _Run(NamedTuple):
+    """What ``train`` will run: a recipe with the user's overrides, or a checkpoint's run."""
+
+    recipe: Recipe
+    seed: int
+    backend: str
+    checkpoint: Checkpoint | None
+
+
+def _plan(
+    ctx: click.Context,
+    backend: str,
+    recipe: str,
+    steps: int | None,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    hidden: str | None,
+    seed: int,
+    resume_path: str | None,
+) -> _Run:
+    """The run the options ask for; with --resume, the checkpoint's (refusing options that change it)."""
+    from ..training import check_seed, resolve_recipe
+
+    widths = _parse_hidden(hidden)
+    if resume_path is None:
+        r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=widths)
+        return _Run(r, check_seed(seed), backend, None)
+    from ..checkpoint import load_checkpoint
+
+    ck = load_checkpoint(resume_path)
+    _check_resume_options(ctx, ck, backend, seed)
+    return _Run(ck.recipe, ck.seed, ck.backend, ck)
+
+
+def _train_with_progress(
+    run: _Run, data: MnistData, checkpoint_path: str | None, checkpoint_every: int
+) -> TrainResult:
+    """``training.train`` with a progress bar on stderr."""
+    from ..training import train as train_fn
+
+    label = f"{run.recipe.name} [{run.backend}]"
+    with _bar(0, label) as bar:
+
+        def on_progress(done: int, total: int, loss: float) -> None:
+            bar.length = total
+            bar.label = f"{label} loss {loss:.4f}"
+            bar.update(done - bar.pos)
+
+        return train_fn(
+            run.recipe,
+            run.backend,
+            data,
+            run.seed,
+            on_progress=on_progress,
+            checkpoint=checkpoint_path,
+            checkpoint_every=checkpoint_every,
+            resume=run.checkpoint,
+        )
+
+
+def _report(result: TrainResult, save_path: str | None, plot_path: str | None, as_json: bool) -> None:
+    """The summary on stdout: a few aligned lines, or one JSON object."""
     s = result.summary()
-    click.echo(f"recipe         {s['recipe']}  (backend {s['backend']}, seed {seed})")
+    if as_json:
+        s.update(saved=save_path, plot=plot_path)
+        echo_json(s)
+        return
+    click.echo(f"recipe         {s['recipe']}  (backend {s['backend']}, seed {result.seed})")
     click.echo(f"steps          {s['steps']}  in {s['seconds']:.1f} s")
     click.echo(f"final loss     {s['final_loss']:.4f}")
     click.echo(f"train accuracy {s['train_accuracy']:.4f}")
@@ -169,7 +214,7 @@ def train(
         click.echo(f"loss curve     {plot_path}")
 
 
-def _check_resume_options(ctx: click.Context, ck, backend: str, seed: int) -> None:
+def _check_resume_options(ctx: click.Context, ck: Checkpoint, backend: str, seed: int) -> None:
     """With --resume the run is the checkpoint's: refuse options that would make it another run."""
     from click.core import ParameterSource
 

@@ -87,4 +87,11 @@ function main(args)
     println("test accuracy: $(round(accuracy(Xtest, test_labels); digits=4))")
 end
 
-abspath(PROGRAM_FILE) == @__FILE__ && main(ARGS)
+# The check is the one Julia's FAQ gives (JuliaLang/julia doc/src/manual/faq.md, "How do I check if the
+# current file is being run as the main script?"), inside `if ... end`. Never `... == @__FILE__ && main(ARGS)`:
+# a macro call without parentheses takes the rest of the line as its arguments (`@name expr1 expr2 ...`), so
+# JuliaSyntax, Julia's parser since 1.10, reads `(macrocall @__FILE__ (error &&) (call main ARGS))` and stops
+# with a ParseError. tests/test_julia_files.py checks every .jl file with two parsers.
+if abspath(PROGRAM_FILE) == @__FILE__
+    main(ARGS)
+end

@@ -219,6 +219,29 @@ def test_call_translates_julia_errors_and_keeps_the_trace_as_cause(fake_juliacal
     assert type(e.value.__cause__).__name__ == "JuliaError"  # printed only by --verbose
 
 
+def test_conftest_starts_julia_before_torch_when_julia_is_required(tmp_path):
+    """Defect 7: with PYFLUX_MNIST_JULIA=1 pytest imports juliacall before anything imports torch."""
+    import os
+    import subprocess
+
+    pytest.importorskip("torch")
+    record = tmp_path / "torch_loaded_at_juliacall_import"
+    fake = textwrap.dedent(FAKE_JULIACALL)
+    fake = f"import sys\nopen({str(record)!r}, 'w').write(str('torch' in sys.modules))\n" + fake
+    (tmp_path / "juliacall.py").write_text(fake)
+    env = {**os.environ, "PYFLUX_MNIST_JULIA": "1", "PYTHONPATH": str(tmp_path)}
+    tests = Path(__file__).resolve().parent
+    collect = ["--collect-only", "-q", "-p", "no:cacheprovider", "test_parity_torch.py"]
+    subprocess.run(
+        [sys.executable, "-m", "pytest", *collect],
+        cwd=tests,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    assert record.read_text() == "False"  # juliacall came first, although that file imports torch
+
+
 def test_a_method_error_on_the_called_function_is_one_line_too(fake_juliacall):
     """Defect 8: PythonCall raises TypeError("Julia: MethodError: ...") there, not JuliaError."""
     julia = jb.load()

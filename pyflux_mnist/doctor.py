@@ -98,7 +98,8 @@ def check_data(data_dir: str | None) -> tuple[list[Row], MnistData | None]:
 def check_backends(names: Iterable[str]) -> tuple[list[Row], dict[str, Backend]]:
     """A row per backend: available or why not, versions, threads. Returns the usable ones too."""
     status = backend_status()
-    rows, usable = [], {}
+    rows: list[Row] = []
+    usable: dict[str, Backend] = {}
     for name in names:
         reason = status.get(name, f"unknown backend {name!r}")
         if reason is not None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .backends import REFERENCE_BACKEND, backend_names, backend_status, get_backend
 from .backends.base import Backend
-from .errors import PyfluxError
+from .errors import PyfluxError, SpecError
 from .init import init_params
 from .mnist import MnistData, data_info, load_mnist
 from .prepare import Prepared, prepare
@@ -215,8 +215,9 @@ def check_parity(mnist: MnistData, backends: dict[str, Backend], skipped: Sequen
             continue
         try:
             run = run_backend(backend, recipe, params, data, STEPS)
-        except PyfluxError as e:
-            rows.append(Row("parity", name, "FAIL", f"could not train: {e}"))
+        except Exception as e:  # a backend that crashes is a finding to report, not a reason to stop
+            first = next(iter(str(e).splitlines()), "")
+            rows.append(Row("parity", name, "FAIL", f"could not train: {type(e).__name__}: {first}"))
             continue
         rows.append(compare(name, run, ref))
     rows += [Row("parity", name, "skip", "not tried: backend not available (see above)") for name in skipped]
@@ -225,7 +226,11 @@ def check_parity(mnist: MnistData, backends: dict[str, Backend], skipped: Sequen
 
 def doctor(data_dir: str | None = None, backends: Sequence[str] | None = None) -> Report:
     """Run every check; ``backends`` defaults to every registered backend."""
-    names = list(backends) if backends is not None else backend_names()
+    unknown = sorted(set(backends or ()) - set(backend_names()))
+    if unknown:
+        raise SpecError(f"unknown backend(s) {', '.join(unknown)}; registered: {', '.join(backend_names())}")
+    # Always in the registry's order (Flux before PyTorch: juliacall must be imported before torch).
+    names = [n for n in backend_names() if backends is None or n in backends]
     rows, mnist = check_data(data_dir)
     backend_rows, usable = check_backends(names)
     rows += backend_rows

@@ -20,6 +20,7 @@ from pyflux_mnist.backends import BACKENDS
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
 from pyflux_mnist.cli import cli
 from pyflux_mnist.doctor import LOSS_RTOL, N_TEST, doctor
+from pyflux_mnist.errors import SpecError
 
 
 class PerturbedBackend(NumpyBackend):
@@ -105,6 +106,21 @@ def test_the_perturbed_backend_is_only_slightly_off(mnist_dir, perturbed) -> Non
     assert report.failures() == [f"parity perturbed: {row.detail}"]
 
 
+class CrashingBackend(NumpyBackend):
+    """A backend whose trainer raises something that is not a PyfluxError."""
+
+    name = "crashing"
+
+    def trainer(self, recipe, params, X, Y):
+        raise RuntimeError("segment of something\nsecond line")
+
+
+def test_a_crashing_backend_is_a_failed_row_not_a_traceback(mnist_dir, monkeypatch) -> None:
+    monkeypatch.setitem(BACKENDS, "crashing", f"{__name__}:CrashingBackend")
+    report = doctor(str(mnist_dir), ["numpy", "crashing"])
+    assert report.failures() == ["parity crashing: could not train: RuntimeError: segment of something"]
+
+
 def test_missing_data_is_one_line_and_parity_is_not_tried(tmp_path) -> None:
     result = CliRunner().invoke(cli, ["doctor", "--data-dir", str(tmp_path), "--backend", "numpy", "--json"])
     assert result.exit_code == 1
@@ -133,6 +149,8 @@ def test_damaged_data_fails(tmp_path, mnist_dir) -> None:
 def test_unknown_backend_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["doctor", "--backend", "tensorflow"])
     assert result.exit_code == 2 and "tensorflow" in result.output
+    with pytest.raises(SpecError, match="unknown backend"):
+        doctor(None, ["tensorflow"])
 
 
 # --- the Flux path: needs Julia + Flux (skipped here, with the reason) ------------------------------------

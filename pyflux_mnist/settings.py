@@ -50,7 +50,9 @@ JULIACALL_THREADS = Setting("PYTHON_JULIACALL_THREADS", "juliacall: Julia thread
 JULIACALL_HANDLE_SIGNALS = Setting(
     "PYTHON_JULIACALL_HANDLE_SIGNALS", "juliacall: let Julia handle signals (set to yes with >1 thread)"
 )
-JULIAPKG_EXE = Setting("PYTHON_JULIAPKG_EXE", "juliapkg: an installed Julia to use (named in error messages)")
+JULIACALL_EXE = Setting("PYTHON_JULIACALL_EXE", "juliacall: an installed julia (offline: with the next line)")
+JULIACALL_PROJECT = Setting("PYTHON_JULIACALL_PROJECT", "juliacall: a Julia project that already has Flux")
+JULIAPKG_EXE = Setting("PYTHON_JULIAPKG_EXE", "juliapkg: an installed Julia to use, not a download")
 JULIAPKG_OFFLINE = Setting("PYTHON_JULIAPKG_OFFLINE", "juliapkg: yes to never download Julia packages")
 
 # --- others' that the package reads or sets ------------------------------------------------------------
@@ -75,6 +77,8 @@ SETTINGS: tuple[Setting, ...] = (
     BLAS_THREADS,
     JULIACALL_THREADS,
     JULIACALL_HANDLE_SIGNALS,
+    JULIACALL_EXE,
+    JULIACALL_PROJECT,
     JULIAPKG_EXE,
     JULIAPKG_OFFLINE,
     XDG_CACHE_HOME,

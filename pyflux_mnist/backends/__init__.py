@@ -19,7 +19,8 @@ BACKENDS: dict[str, str] = {
     "torch": "pyflux_mnist.backends.torch_backend:TorchBackend",
     "jax": "pyflux_mnist.backends.jax_backend:JaxBackend",
 }
-#: The reference backend: the default everywhere, and what bench's "× numpy" ratios are taken against.
+#: The reference backend: plain NumPy, always available; the default everywhere, what bench's "× numpy"
+#: ratios are taken against and what ``pyflux-mnist doctor`` checks every other backend against.
 REFERENCE = "numpy"
 
 

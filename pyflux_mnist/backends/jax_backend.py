@@ -11,6 +11,7 @@ last batch is smaller compiles once more for that size.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -163,6 +164,10 @@ class JaxBackend(Backend):
     def version(self) -> str:
         jax = _jax()
         return f"jax {jax.__version__} ({jax.default_backend()})"
+
+    def threads(self) -> dict[str, int | str]:
+        """XLA's CPU client runs its own thread pool, sized from the CPUs it sees (not pinned here)."""
+        return {"XLA (own pool)": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"}
 
     def thread_report(self, threads: int) -> dict[str, object]:
         """XLA's CPU client sizes its own thread pool from the CPUs it sees; it cannot be pinned here."""

@@ -132,6 +132,10 @@ class TorchBackend(Backend):
         torch.set_num_threads(threads)
         return {"torch_intra_op": torch.get_num_threads(), "torch_blas": _torch_blas(torch)}
 
+    def threads(self) -> dict[str, int | str]:
+        torch = _torch()
+        return {"intra-op": torch.get_num_threads(), "inter-op": torch.get_num_interop_threads()}
+
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         self.check_recipe(recipe)
         return TorchTrainer(recipe, params, X, Y)

@@ -398,7 +398,7 @@ def info(as_json: bool) -> None:
         click.echo("blas         " + ", ".join(f"{k}={v}" for k, v in lib.items()))
     for setting in settings.SETTINGS:
         value = out["settings"][setting.name]
-        click.echo(f"setting      {setting.name}={'' if value is None else value}  ({setting.doc})")
+        click.echo(f"setting      {setting.name}={'' if value is None else value}  # {setting.doc}")
 
 
 COMMANDS = [train, tutorial, evaluate, info]

@@ -135,7 +135,8 @@ class Worker:
     def _import_backend(self, backend: Backend, setup: dict[str, float]) -> dict[str, Any]:
         """Import the backend's library, timed, and pin and report its threads."""
         setup.update(backend.load_library())
-        return {"requested": self.threads, **backend.thread_report(self.threads), "blas": thread_pools()}
+        backend.pin_threads(self.threads)
+        return {"requested": self.threads, **backend.threads(), "blas": thread_pools()}
 
     def run(self, steps: int) -> dict[str, Any]:
         batches = [next(self.batches) for _ in range(steps)]  # drawn before the clock starts

@@ -101,10 +101,10 @@ class Backend(ABC):
         importlib.import_module(self.library or type(self).__module__)
         return {"import": time.perf_counter() - t0}
 
-    def thread_report(self, threads: int) -> dict[str, object]:
-        """Give this backend's own thread pools (beyond NumPy's BLAS) ``threads`` threads, and say what
-        they now run with: ``bench`` reports it next to the timings."""
-        return {}
+    def pin_threads(self, threads: int) -> None:
+        """Give this backend's own thread pools ``threads`` threads (``bench`` calls it; NumPy's BLAS and
+        Julia's follow the thread variables bench sets before the process starts)."""
+        return None
 
     def details(self) -> dict[str, object]:
         """What ``pyflux-mnist info`` shows about this backend beyond available/unavailable (cheap: never
@@ -112,7 +112,8 @@ class Backend(ABC):
         return {}
 
     def threads(self) -> dict[str, int | str]:
-        """The thread counts this backend computes with, for reports: by default NumPy's BLAS threads."""
+        """The thread counts this backend computes with, for reports (``doctor``, and ``bench`` after
+        :meth:`pin_threads`): by default NumPy's BLAS threads."""
         from ..blas import blas_threads
 
         return {"BLAS": blas_threads()}

@@ -132,11 +132,6 @@ class FluxBackend(Backend):
         t2 = time.perf_counter()
         return {"julia_start": t1 - t0, "using_flux": t2 - t1, "import": t2 - t0}
 
-    def thread_report(self, threads: int) -> dict[str, object]:
-        from .. import settings
-
-        return {"julia_blas": self._julia().blas_threads(), "julia_threads": settings.JULIACALL_THREADS.get()}
-
     def details(self) -> dict[str, object]:
         from . import julia_bridge
 

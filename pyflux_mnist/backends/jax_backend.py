@@ -169,11 +169,6 @@ class JaxBackend(Backend):
         """XLA's CPU client runs its own thread pool, sized from the CPUs it sees (not pinned here)."""
         return {"XLA (own pool)": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"}
 
-    def thread_report(self, threads: int) -> dict[str, object]:
-        """XLA's CPU client sizes its own thread pool from the CPUs it sees; it cannot be pinned here."""
-        jax = _jax()
-        return {"jax_devices": [str(d) for d in jax.devices()]}
-
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         self.check_recipe(recipe)
         return JaxTrainer(recipe, params, X, Y)

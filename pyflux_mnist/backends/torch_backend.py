@@ -125,12 +125,11 @@ class TorchBackend(Backend):
         return None
 
     def version(self) -> str:
-        return f"torch {_torch().__version__}"
-
-    def thread_report(self, threads: int) -> dict[str, object]:
         torch = _torch()
-        torch.set_num_threads(threads)
-        return {"torch_intra_op": torch.get_num_threads(), "torch_blas": _torch_blas(torch)}
+        return f"torch {torch.__version__} ({_torch_blas(torch)} BLAS)"
+
+    def pin_threads(self, threads: int) -> None:
+        _torch().set_num_threads(threads)
 
     def threads(self) -> dict[str, int | str]:
         torch = _torch()

@@ -92,3 +92,18 @@ def test_resume_matches_the_uninterrupted_run(mnist, tmp_path) -> None:
     np.testing.assert_allclose(resumed.losses, reference.losses, rtol=1e-6)
     for a, b in zip(resumed.model.params, reference.model.params, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_bench_times_it_with_its_compile_apart(mnist_dir) -> None:
+    """bench finds JAX through the registry alone: same start as NumPy, compile time in the set-up."""
+    from pyflux_mnist.bench import run_bench
+
+    out = run_bench(["numpy", "jax"], steps=2, repeat=1, threads=1, data_dir=str(mnist_dir))
+    rows = {r["backend"]: r for r in out["results"]}
+    assert rows["jax"]["status"] == "ok", rows["jax"]
+    assert rows["jax"]["init_sha256"] == rows["numpy"]["init_sha256"]
+    assert rows["jax"]["first_loss"] == pytest.approx(rows["numpy"]["first_loss"], rel=1e-5)
+    assert rows["jax"]["final_loss"] == pytest.approx(rows["numpy"]["final_loss"], rel=1e-4)
+    assert rows["jax"]["version"].startswith("jax ")
+    assert set(rows["jax"]["setup"]) >= {"import", "init", "first_step"}  # the first step: jit compiling
+    assert "jax" in out["machine"] and out["machine"]["jax"]

@@ -221,9 +221,9 @@ META_TYPES: dict[str, tuple[type, ...]] = {
     "steps_done": (int,),
     "total_steps": (int,),
     "data": (str,),
-    "final_loss": (int, float),
-    "train_accuracy": (int, float),
-    "test_accuracy": (int, float),
+    "final_loss": (float, int),
+    "train_accuracy": (float, int),
+    "test_accuracy": (float, int),
 }
 
 

@@ -22,12 +22,13 @@ class Cut:
 @dataclass
 class Stream:
     """No Content-Length: send ``body`` in pieces of ``piece`` bytes, ``delay_s`` apart, then (if
-    ``endless``) zeros until the client hangs up or the mirror closes."""
+    ``endless``) ``filler`` again and again until the client hangs up or the mirror closes."""
 
     body: bytes
     piece: int = 1 << 16
     delay_s: float = 0.0
     endless: bool = False
+    filler: bytes = bytes(1 << 16)
 
 
 class LocalMirror:
@@ -81,8 +82,8 @@ class LocalMirror:
                         self.wfile.flush()
                         time.sleep(route.delay_s)
                     while route.endless and not mirror.release.is_set():
-                        self.wfile.write(bytes(1 << 16))
-                        mirror.streamed += 1 << 16
+                        self.wfile.write(route.filler)
+                        mirror.streamed += len(route.filler)
                 except OSError:  # the client hung up: what we want it to do
                     pass
 

@@ -231,8 +231,12 @@ def run_bench(
     data_dir: str | None = None,
     offline: bool | None = None,
     progress: Progress | None = None,
+    verbose: bool = False,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns the JSON-able result (see ``docs/benchmarks.md`` for its shape)."""
+    """Run the benchmark; returns the JSON-able result (see ``docs/benchmarks.md`` for its shape).
+
+    A worker that fails becomes an ``error`` row with a one-line reason (its traceback only if ``verbose``).
+    """
     from .mnist import load_mnist
     from .prepare import prepare
     from .training import resolve_recipe
@@ -273,6 +277,7 @@ def run_bench(
     workers: dict[str, WorkerProcess] = {}
     base = {"recipe": config_recipe.to_dict(), "seed": seed, "data_dir": data_dir, "offline": offline}
     base["threads"] = threads
+    base["verbose"] = verbose
     try:
         for name in backends:
             rows[name] = {"backend": name, "status": "ok", "reason": None}

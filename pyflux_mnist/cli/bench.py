@@ -71,9 +71,11 @@ def bench(
             raise PyfluxError(escape(f"cannot read benchmark results from {from_json}: {e}")) from None
     else:
         names = [n.strip() for n in backends.split(",") if n.strip()]
+        verbose = bool((click.get_current_context().find_root().obj or {}).get("verbose"))
         result = b.run_bench(
-            names, recipe, steps, repeat, threads, seed, data_dir, offline or None, progress=progress
-        )
+            names, recipe, steps, repeat, threads, seed, data_dir, offline or None, progress=progress,
+            verbose=verbose,
+        )  # fmt: skip
     if output:
         b.write_json(result, output)
     if markdown:

@@ -31,7 +31,7 @@ from .atomic import atomic_write
 from .errors import DataError
 from .flags import env_flag
 from .idx import IdxError, read_idx_hashed
-from .userpaths import escape, file_kind, os_error_line
+from .userpaths import escape, file_kind, make_dirs, os_error_line
 
 
 class MnistFile(NamedTuple):
@@ -326,7 +326,7 @@ def download_mnist(
     missing = [n for n in FILES if _find(place.directory, n) is None]
     if missing and offline:
         raise _missing_error(place._replace(origin="cache"), missing)
-    created = _make_dirs(place.directory)
+    created = make_dirs(place.directory)
     try:
         for name in FILES:
             if _find(place.directory, name) is None:
@@ -341,17 +341,6 @@ def download_mnist(
     return place.directory
 
 
-def _make_dirs(directory: Path) -> list[Path]:
-    """``mkdir -p``; returns the folders it created, outermost first."""
-    created = []
-    d = directory
-    while not d.exists() and not d.is_symlink() and d != d.parent:
-        created.append(d)
-        d = d.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    return created[::-1]
-
-
 def download(name: str, directory: Path, *, progress: bool = True) -> Path:
     """Fetch ``name.gz`` from the first mirror that serves a verified copy; returns the final path.
 
@@ -360,7 +349,7 @@ def download(name: str, directory: Path, *, progress: bool = True) -> Path:
     can never leave a partial file under the real name. Each attempt is bounded in bytes (a gzip of the
     file cannot be much larger than the file) and in time (:data:`DEADLINE_S`, whatever the mirror sends).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     target = directory / f"{name}.gz"
     _remove_stale_temporaries(target)
     failures = []

@@ -97,3 +97,23 @@ def check_name_length(path: str | os.PathLike[str], what: str) -> None:
         raise UserPathError(
             escape(f"cannot write the {what} to {path}: the file name is longer than {NAME_MAX} bytes")
         )
+
+
+def make_dirs(directory: Path) -> list[Path]:
+    """``mkdir -p`` that says what is in the way; returns the folders it created, outermost first (so a
+    caller can remove them again if what it came to do fails)."""
+    created = []
+    d = directory
+    while d != d.parent and not d.is_dir():
+        if d.is_symlink() and not d.exists():
+            raise UserPathError(escape(f"cannot create {directory}: {d} is a broken symbolic link"))
+        if d.exists():
+            kind = file_kind(d.stat().st_mode) if not d.is_file() else "a file"
+            raise UserPathError(escape(f"cannot create {directory}: {d} is {kind}, not a folder"))
+        created.append(d)
+        d = d.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserPathError(os_error_line(e, e.filename or directory, "cannot create")) from None
+    return created[::-1]

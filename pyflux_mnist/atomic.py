@@ -81,7 +81,7 @@ def sweep_stale_temporaries(folder: Path, now: float | None = None) -> list[Path
     Never raises: a folder we cannot list or a file we cannot remove is simply left as it is.
     """
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

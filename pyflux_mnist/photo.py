@@ -556,6 +556,9 @@ def predict_files(
         except ImageError as e:
             digits.append(None)
             results.append({"path": p, "error": str(e)})
+        except OSError as e:  # e.g. a name too long for the file system: this file's error, not the run's
+            digits.append(None)
+            results.append({"path": p, "error": os_error_line(e, p, "cannot read")})
     ok = [i for i, d in enumerate(digits) if d is not None]
     if ok:
         probs = model.probabilities(np.stack([digits[i] for i in ok]))

@@ -249,6 +249,18 @@ def test_save_preprocessed_failures_keep_the_predictions(tmp_path: Path, mnist) 
     one_error_line(r, str(taken / "seven.png"))
 
 
+def test_an_unreadable_image_name_costs_only_its_own_prediction(tmp_path: Path, mnist) -> None:
+    """Item 9: a 300-character image name raised ENAMETOOLONG out of `predict`, losing the other files."""
+    model = tiny_model(tmp_path / "m.npz")
+    good = digit_png(tmp_path / "seven.png", mnist)
+    long_name = str(tmp_path / ("x" * 300 + ".png"))
+    r = run("predict", str(model), long_name, str(good))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith(long_name) and "file name too long" in lines[0], lines
+    assert lines[1].startswith(f"{good}: "), lines
+
+
 # --- item 9: as an unprivileged user -------------------------------------------------------------------
 
 USER = "pyflux-redteam"

@@ -185,9 +185,9 @@ def train(
     sched = schedule(r, n_train, batch_seq)
     if sched.total_steps > MAX_STEPS:
         raise SpecError(f"{sched.total_steps} steps is more than this package runs ({MAX_STEPS})")
-    fingerprint = data_fingerprint(prepared.y_train)
+    fingerprint = data_fingerprint(prepared.y_train, prepared.X_train)
     if ck is not None:
-        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else "")
+        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else None)
         params = ck.params
     elif initial_params is not None:
         params = initial_params
@@ -221,14 +221,16 @@ def train(
             stop=lambda: stop.requested,
         )
         if len(losses) < sched.total_steps:
-            where = f"interrupted after step {len(losses)} of {sched.total_steps}"
+            where = f"{stop.what} after step {len(losses)} of {sched.total_steps}"
             if checkpoint is None:
                 raise TrainingInterrupted(
-                    f"{where}; nothing saved (train with --checkpoint PATH to be able to resume)"
+                    f"{where}; nothing saved (train with --checkpoint PATH to be able to resume)",
+                    exit_code=stop.exit_code,
                 )
             save_checkpoint(losses)
             raise TrainingInterrupted(
-                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})"
+                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})",
+                exit_code=stop.exit_code,
             )
     t2 = time.perf_counter()
     final = trainer.parameters()

@@ -18,6 +18,7 @@ from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError
 from ..recipes import RECIPES
+from ..userpaths import check_name_length, escape
 from .common import data_dir_option, echo_json, offline_option
 
 
@@ -25,6 +26,7 @@ def check_writable(path: str | None, what: str) -> None:
     """Fail before hours of training, not after: the output's folder must exist and be writable."""
     if path is None:
         return
+    check_name_length(path, what)
     parent = Path(path).resolve().parent
     if not parent.is_dir():
         raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
@@ -310,9 +312,8 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     if as_json:
         echo_json(out)
         return
-    click.echo(
-        f"model          {model_path}  (recipe {model.recipe.name}, trained with {out['trained_with']})"
-    )
+    about = f"recipe {model.recipe.name}, trained with {out['trained_with']}"
+    click.echo(escape(f"model          {model_path}  ({about})"))
     click.echo(f"test accuracy  {acc:.4f}  ({out['errors']} of {len(labels)} wrong)")
     click.echo("per digit      " + "  ".join(f"{d}:{a:.3f}" for d, a in per_class.items()))
     for path, what in ((confusion, "confusion"), (errors_path, "errors")):

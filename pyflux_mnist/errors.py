@@ -30,9 +30,14 @@ class DivergedError(PyfluxError):
 
 
 class TrainingInterrupted(PyfluxError):
-    """Ctrl-C during training: the run stopped cleanly between two steps (exit code 130, as for SIGINT)."""
+    """Ctrl-C or SIGTERM during training: the run stopped cleanly between two steps (exit code 130 for
+    SIGINT, 143 for SIGTERM, as shells report them)."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class ImageError(PyfluxError):

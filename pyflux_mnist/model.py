@@ -54,8 +54,19 @@ class Model:
         return scale_images(images, self.recipe.data.scale)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """``(N, 10)`` class probabilities (squared-error networks: their output activations)."""
-        return numpy_maths.probabilities(self.spec, self.params, self.inputs(images)).T
+        """``(N, 10)`` class probabilities (squared-error networks: their output activations).
+
+        Finite but huge weights (a damaged or hostile file) overflow float32 to Inf and NaN: refused here,
+        so no NaN reaches a prediction or a JSON output.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            probs = numpy_maths.probabilities(self.spec, self.params, self.inputs(images)).T
+        if not np.all(np.isfinite(probs)):
+            raise ModelFileError(
+                "the model's outputs are not finite numbers (its weights overflow float32); "
+                "the model file is damaged or was not trained by pyflux-mnist"
+            )
+        return probs
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``)."""

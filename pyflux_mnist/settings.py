@@ -11,8 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-#: What a yes/no variable accepts as yes, and as no (anything else: unset).
-TRUTHY = ("1", "true", "yes", "on")
+from .flags import parse_flag
+
+#: What switches a backend off (PYFLUX_MNIST_JULIA=0); any other value leaves it on.
 FALSY = ("0", "false", "no", "off")
 
 
@@ -23,13 +24,17 @@ class Setting:
     name: str
     doc: str
 
+    def raw(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The value exactly as set (a path may have spaces); ``None`` when unset or empty."""
+        return (os.environ if environ is None else environ).get(self.name) or None
+
     def get(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The value, stripped; ``None`` when unset or blank."""
-        value = (os.environ if environ is None else environ).get(self.name, "").strip()
-        return value or None
+        return (self.raw(environ) or "").strip() or None
 
-    def is_yes(self, environ: Mapping[str, str] | None = None) -> bool:
-        return (self.get(environ) or "").lower() in TRUTHY
+    def flag(self, environ: Mapping[str, str] | None = None) -> bool:
+        """A yes/no variable (unset: no); a value that is neither is refused in one line."""
+        return parse_flag(self.name, self.raw(environ) or "")
 
     def is_no(self, environ: Mapping[str, str] | None = None) -> bool:
         return (self.get(environ) or "").lower() in FALSY

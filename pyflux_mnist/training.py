@@ -243,10 +243,10 @@ def _plan(
     sched = start.schedule
     if sched.total_steps > MAX_STEPS:
         raise SpecError(f"{sched.total_steps} steps is more than this package runs ({MAX_STEPS})")
-    fingerprint = data_fingerprint(prepared.y_train)
+    fingerprint = data_fingerprint(prepared.y_train, prepared.X_train)
     params = start.params if initial_params is None else initial_params
     if ck is not None:
-        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else "")
+        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else None)
         params = ck.params
     return _Plan(r, engine.name, prepared, seed, params, sched, fingerprint)
 
@@ -284,14 +284,16 @@ def _run(
             stop=lambda: stop.requested,
         )
         if len(losses) < total:
-            where = f"interrupted after step {len(losses)} of {total}"
+            where = f"{stop.what} after step {len(losses)} of {total}"
             if checkpoint is None:
                 raise TrainingInterrupted(
-                    f"{where}; nothing saved (train with --checkpoint PATH to be able to resume)"
+                    f"{where}; nothing saved (train with --checkpoint PATH to be able to resume)",
+                    exit_code=stop.exit_code,
                 )
             save_checkpoint(losses)
             raise TrainingInterrupted(
-                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})"
+                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})",
+                exit_code=stop.exit_code,
             )
     return losses
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 from .. import settings
 from ..backends import REFERENCE, backend_names
 from ..errors import PyfluxError
+from ..userpaths import check_name_length
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,6 +54,7 @@ def check_writable(path: str | None, what: str) -> None:
     """Fail before hours of training, not after: the output's folder must exist and be writable."""
     if path is None:
         return
+    check_name_length(path, what)
     parent = Path(path).resolve().parent
     if not parent.is_dir():
         raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
@@ -62,7 +65,22 @@ def check_writable(path: str | None, what: str) -> None:
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=_jsonable))
+    """Strict JSON on stdout: a NaN or Inf (which ``json`` would print as the non-JSON ``NaN``) becomes
+    ``null`` ("not measured"), so every consumer can parse it."""
+    click.echo(json.dumps(strict_json(obj), indent=2, default=_jsonable, allow_nan=False))
+
+
+def strict_json(x: Any) -> Any:
+    """``x`` with every non-finite float replaced by ``None`` (NumPy arrays and scalars included)."""
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
+        x = x.tolist()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
+    return x
 
 
 def _jsonable(x: Any) -> Any:

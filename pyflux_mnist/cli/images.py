@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import PyfluxError
+from ..userpaths import escape
 from .common import ERROR_EXIT, check_writable, data_dir_option, echo_json, json_option, offline_option
 
 
@@ -38,11 +39,14 @@ def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     else:
         for r in results:
             if "error" in r:
-                click.echo(f"{r['path']}: error: {r['error']}")
+                click.echo(escape(f"{r['path']}: error: {r['error']}"))
                 continue
             shown = "  ".join(f"{k}: {p:.3f}" for k, p in r["top"])
-            click.echo(f"{r['path']}: {r['label']}   ({shown})")
-    if any("error" in r for r in results):
+            click.echo(escape(f"{r['path']}: {r['label']}   ({shown})"))
+    for r in results:
+        if "save_error" in r:
+            click.echo(escape(f"Error: {r['save_error']}"), err=True)
+    if any("error" in r or "save_error" in r for r in results):
         ctx.exit(ERROR_EXIT)
 
 

@@ -19,6 +19,7 @@ from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError
 from ..recipes import RECIPES
 from ..spec import Recipe
+from ..userpaths import escape
 from ..version import __version__
 from .common import (
     backend_option,
@@ -349,9 +350,8 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     if as_json:
         echo_json(out)
         return
-    click.echo(
-        f"model          {model_path}  (recipe {model.recipe.name}, trained with {out['trained_with']})"
-    )
+    about = f"recipe {model.recipe.name}, trained with {out['trained_with']}"
+    click.echo(escape(f"model          {model_path}  ({about})"))
     click.echo(f"test accuracy  {acc:.4f}  ({out['errors']} of {len(labels)} wrong)")
     click.echo("per digit      " + "  ".join(f"{d}:{a:.3f}" for d, a in per_class.items()))
     for path, what in ((confusion, "confusion"), (errors_path, "errors")):

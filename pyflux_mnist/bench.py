@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .backends import BACKENDS, backend_status
+from .backends import backend_status, check_name
 from .errors import SpecError
 from .spec import Recipe
 
@@ -195,9 +195,8 @@ class WorkerProcess:
 def check_options(backends: list[str], steps: int | None, repeat: int, threads: int) -> None:
     if not backends:
         raise SpecError("--backends needs at least one backend name")
-    unknown = [b for b in backends if b not in BACKENDS]
-    if unknown:
-        raise SpecError(f"unknown backend {unknown[0]!r}; choose from: {', '.join(BACKENDS)}")
+    for name in backends:
+        check_name(name)
     if len(set(backends)) != len(backends):
         raise SpecError(f"a backend is listed twice in --backends: {','.join(backends)}")
     if steps is not None and steps < 1:

@@ -4,6 +4,20 @@ The CLI prints ``str(error)`` of any :class:`PyfluxError` on one line and exits 
 and keeps its traceback.
 """
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'torch'?)`` for a near miss such as ``pytorch``, else ``""``."""
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if not close:  # "pytorch" vs "torch": a known name inside the typed one (or the other way round)
+        close = [c for c in choices if c in name or (len(name) >= 3 and name in c)][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 class PyfluxError(Exception):
     """Base class for every error meant for a user, not a developer."""

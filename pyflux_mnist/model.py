@@ -25,7 +25,8 @@ from . import __version__
 from .atomic import atomic_write
 from .backends import numpy_backend
 from .errors import ModelFileError, PyfluxError
-from .prepare import scale_images
+from .prepare import scale_images, scale_unit_images
+from .recipes import recipe_label
 from .spec import Recipe
 
 FORMAT = "pyflux-mnist-model"
@@ -33,6 +34,8 @@ FORMAT_VERSION = 1
 #: Refuse metadata or arrays whose declared size is absurd before reading them.
 MAX_META_BYTES = 1 << 20
 MAX_ARRAY_BYTES = 1 << 30
+#: Float images may stray this far outside [0, 1] (rounding in whoever computed them).
+UNIT_SLACK = 1e-6
 #: What a damaged or hostile .npz can make zipfile, zlib, lzma and NumPy raise while reading it (found by
 #: fuzzing: an "encrypted" flag bit gives RuntimeError, an unknown compression method NotImplementedError).
 READ_ERRORS = (
@@ -56,25 +59,56 @@ class Model:
         if got != expected:
             raise ModelFileError(f"parameter shapes {got} do not match the recipe's {expected}")
 
+    def __repr__(self) -> str:  # one line: the weights are in .params
+        acc = self.meta.get("test_accuracy")
+        return (
+            f"Model({recipe_label(self.recipe)}, sizes {'-'.join(map(str, self.spec.sizes))}, "
+            f"backend {self.meta.get('backend', '?')}"
+            + (f", test accuracy {acc:.4f})" if isinstance(acc, float) else ")")
+        )
+
     @property
     def spec(self):
         return self.recipe.model
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
-        """MNIST-valued images (0..255; ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``) → ``(784, N)``."""
+        """Images → ``(784, N)`` float32 in the recipe's scale.
+
+        ``images``: ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``; either uint8 (any integer type) 0..255
+        as MNIST stores them, or floats in [0, 1]. Anything else is refused: floats 0..255 would otherwise
+        be read as a picture 255 times too bright and give confident nonsense.
+        """
         images = np.asarray(images)
         if images.ndim == 2 and images.shape == (28, 28):
             images = images[None]
-        if images.ndim not in (2, 3) or images[0].size != 784:
+        if images.ndim not in (2, 3) or images.size == 0 or images[0].size != 784:
             raise PyfluxError(f"expected images of 28x28 = 784 pixels, got an array of shape {images.shape}")
-        return scale_images(images, self.recipe.data.scale)
+        scale = self.recipe.data.scale
+        if images.dtype.kind in "ui":
+            lo, hi = int(images.min()), int(images.max())
+            if lo < 0 or hi > 255:
+                raise PyfluxError(f"integer images must hold 0..255, these range from {lo} to {hi}")
+            return scale_images(images, scale)
+        if images.dtype.kind == "f":
+            lo, hi = float(np.min(images)), float(np.max(images))
+            if not (lo >= -UNIT_SLACK and hi <= 1 + UNIT_SLACK):  # NaN fails too
+                hint = "; divide by 255" if lo >= 0 and hi <= 255 else ""
+                raise PyfluxError(
+                    f"float images must hold values in [0, 1] (or pass uint8 0..255), these range from "
+                    f"{lo:g} to {hi:g}{hint}"
+                )
+            return scale_unit_images(images, scale)
+        raise PyfluxError(f"images must be uint8 0..255 or floats in [0, 1], got dtype {images.dtype}")
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """``(N, 10)`` class probabilities (squared-error networks: their output activations)."""
+        """``(N, 10)`` class probabilities (squared-error networks: their output activations).
+
+        ``images``: uint8 0..255 or floats in [0, 1], ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``."""
         return numpy_backend.probabilities(self.spec, self.params, self.inputs(images)).T
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``)."""
+        """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``); ``images`` as for
+        :meth:`probabilities`."""
         return np.argmax(self.probabilities(images), axis=1).astype(np.uint8)
 
     def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:

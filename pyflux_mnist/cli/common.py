@@ -7,8 +7,22 @@ from typing import Any
 
 import click
 
+from ..errors import did_you_mean
+
 ERROR_EXIT = 1
 INTERRUPT_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class SuggestingGroup(click.Group):
+    """A click group whose unknown-command error names the close command (click < 8.2 does not)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            commands = self.list_commands(ctx)
+            hint = did_you_mean(name, commands) or f" (commands: {', '.join(commands)})"
+            ctx.fail(f"no such command {name!r}{hint}")
+        return super().resolve_command(ctx, args)
 
 
 def data_dir_option(f):

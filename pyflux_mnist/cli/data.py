@@ -6,10 +6,10 @@ import click
 
 from ..errors import DataError
 from ..mnist import data_info, download_mnist
-from .common import data_dir_option, echo_json, progress
+from .common import SuggestingGroup, data_dir_option, echo_json, progress
 
 
-@click.group("data")
+@click.group("data", cls=SuggestingGroup)
 def data() -> None:
     """Download MNIST, or check the files in use."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import PyfluxError
-from .common import ERROR_EXIT, data_dir_option, echo_json, offline_option
+from .common import ERROR_EXIT, SuggestingGroup, data_dir_option, echo_json, offline_option
 from .train import check_writable
 
 
@@ -70,12 +70,12 @@ def backquery(model_path, output, method) -> None:
     check_writable(output, "back-query picture")
     images, used = run_backquery(model, method)
     backquery_png(images, output, used)
-    predicted = model.predict(images * 255)
+    predicted = model.predict(images)  # floats in [0, 1]
     click.echo(f"back-query ({used}) written to {output}")
     click.echo("the network reads them as " + " ".join(str(int(p)) for p in predicted))
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def show() -> None:
     """Pictures: MNIST samples, first-layer weights."""
 

@@ -127,7 +127,7 @@ def train(
     check_writable(save_path, "model")
     check_writable(plot_path, "plot")
     check_writable(checkpoint_path, "checkpoint")
-    get_backend(backend).check_recipe(r)  # unknown, unavailable or unable: said before the data loads
+    get_backend(backend, r)  # unknown, unable or unavailable: said before the data loads
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
     with _bar(0, f"{r.name} [{backend}]") as bar:
 

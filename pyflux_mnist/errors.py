@@ -44,9 +44,23 @@ class DivergedError(PyfluxError):
 
 
 class TrainingInterrupted(PyfluxError):
-    """Ctrl-C during training: the run stopped cleanly between two steps (exit code 130, as for SIGINT)."""
+    """Ctrl-C during training: the run stopped cleanly between two steps (exit code 130, as for SIGINT).
+
+    The message says what happened; each command adds what is true for it (``train`` can resume from a
+    checkpoint, ``tutorial`` and ``reproduce`` cannot) with :meth:`with_advice`.
+    """
 
     exit_code = 130
+
+    def __init__(
+        self, message: str, steps_done: int = 0, total_steps: int = 0, checkpoint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.steps_done, self.total_steps, self.checkpoint = steps_done, total_steps, checkpoint
+
+    def with_advice(self, advice: str) -> TrainingInterrupted:
+        """The same interruption, its message followed by ``advice``."""
+        return TrainingInterrupted(f"{self} {advice}", self.steps_done, self.total_steps, self.checkpoint)
 
 
 class ImageError(PyfluxError):

@@ -157,6 +157,7 @@ def open_npz(path: Path, what: str) -> Iterator[Any]:
     """``np.load(path, allow_pickle=False)``, with every way the file can be missing, unreadable or not
     ours turned into one :class:`ModelFileError` line (``what``: "model file", "checkpoint")."""
     try:
+        _check_zip(path, what)
         with np.load(path, allow_pickle=False) as npz:
             if "meta" not in npz.files:
                 raise ModelFileError(f"{path} is not a pyflux-mnist {what}: no metadata entry")
@@ -169,6 +170,36 @@ def open_npz(path: Path, what: str) -> Iterator[Any]:
         raise ModelFileError(f"{path} is a directory, not a {what}") from None
     except READ_ERRORS as e:
         raise ModelFileError(f"{path} is not a readable {what}: {first_line(e)}") from None
+
+
+#: The first bytes of files people pass by mistake, and what to call them.
+_MAGIC = {
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF",
+    b"\x1f\x8b": "a gzip file",
+    b"\x80": "a Python pickle, which is never loaded",
+}
+
+
+def _check_zip(path: Path, what: str) -> None:
+    """Refuse a file that is not a zip archive (as every .npz is) before NumPy tries it: NumPy's own
+    answer for such a file is to suggest loading it with pickles enabled, which must never be done."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:2] == b"PK":
+        return
+    kind = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    if kind is None:
+        text = head.isascii() and all(c >= 32 or c in b"\t\n\r" for c in head)
+        kind = "an empty file" if not head else "a text file" if text else "not a .npz archive"
+    writer = {"model file": "train --save", "checkpoint": "train --checkpoint"}.get(what, "train")
+    raise ModelFileError(
+        f"{path} is not a pyflux-mnist {what} ({kind}); a {what} is the .npz that "
+        f"`pyflux-mnist {writer}` writes"
+    )
 
 
 def read_json_meta(npz: Any, path: Path) -> Any:

@@ -234,13 +234,14 @@ def train(
         )
         if len(losses) < sched.total_steps:
             where = f"interrupted after step {len(losses)} of {sched.total_steps}"
-            if checkpoint is None:
-                raise TrainingInterrupted(
-                    f"{where}; nothing saved (train with --checkpoint PATH to be able to resume)"
-                )
+            if checkpoint is None:  # what to do about it is the caller's to say (see TrainingInterrupted)
+                raise TrainingInterrupted(f"{where}; nothing saved", len(losses), sched.total_steps)
             save_checkpoint(losses)
             raise TrainingInterrupted(
-                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})"
+                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})",
+                len(losses),
+                sched.total_steps,
+                str(checkpoint),
             )
     t2 = time.perf_counter()
     final = trainer.parameters()

@@ -71,7 +71,7 @@ def reproduce(
     names, all_, backend, seed, seeds, all_seeds, markdown_path, data_dir, offline, as_json
 ) -> None:
     """Reproduce tutorials: NAME... (or --all) beside each article's published test accuracy."""
-    from ..errors import SpecError
+    from ..errors import SpecError, TrainingInterrupted
     from ..mnist import load_mnist
     from ..reproduce import parse_seeds, render_markdown, render_table, reproduce, resolve_names
 
@@ -94,6 +94,11 @@ def reproduce(
             on_start=progress.start,
             on_progress=progress.update,
         )
+    except TrainingInterrupted as e:
+        raise e.with_advice(
+            f"in {progress.label}; reproduce keeps no checkpoints and reports nothing unfinished: "
+            "run it again"
+        ) from None
     finally:
         progress.close()
     if markdown_path:

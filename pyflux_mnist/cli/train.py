@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError, TrainingInterrupted
 from ..recipes import RECIPES, recipe_label, recipe_overrides
 from .common import data_dir_option, echo_json, offline_option
+from .progress import StepProgress
 
 
 def check_writable(path: str | None, what: str) -> None:
@@ -32,10 +32,6 @@ def check_writable(path: str | None, what: str) -> None:
         raise PyfluxError(f"cannot write the {what} to {path}: it is a directory")
     if not os.access(parent, os.W_OK):
         raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} is not writable")
-
-
-def _bar(total: int, label: str):
-    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True)
 
 
 @click.command()
@@ -129,28 +125,24 @@ def train(
     check_writable(checkpoint_path, "checkpoint")
     get_backend(backend, r)  # unknown, unable or unavailable: said before the data loads
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
-    with _bar(0, f"{r.name} [{backend}]") as bar:
-
-        def on_progress(done: int, total: int, loss: float) -> None:
-            bar.length = total
-            bar.label = f"{r.name} [{backend}] loss {loss:.4f}"
-            bar.update(done - bar.pos)
-
-        try:
-            result = train_fn(
-                r,
-                backend,
-                data,
-                seed,
-                on_progress=on_progress,
-                checkpoint=checkpoint_path,
-                checkpoint_every=checkpoint_every or 0,
-                resume=ck,
-            )
-        except TrainingInterrupted as e:
-            if e.checkpoint is not None:
-                raise
-            raise e.with_advice("(train with --checkpoint PATH to be able to resume)") from None
+    on_progress = StepProgress(f"{r.name} [{backend}]")
+    try:
+        result = train_fn(
+            r,
+            backend,
+            data,
+            seed,
+            on_progress=on_progress,
+            checkpoint=checkpoint_path,
+            checkpoint_every=checkpoint_every or 0,
+            resume=ck,
+        )
+    except TrainingInterrupted as e:
+        if e.checkpoint is not None:
+            raise
+        raise e.with_advice("(train with --checkpoint PATH to be able to resume)") from None
+    finally:
+        on_progress.close()
     if len(result.losses) > 1 and result.final_loss > result.losses[0]:
         click.echo(
             f"Warning: the loss ended higher than it started ({result.losses[0]:.4f} -> "

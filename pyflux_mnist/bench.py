@@ -42,6 +42,8 @@ DEFAULT_BACKENDS = ("numpy", "flux", "torch")
 DEFAULT_REPEAT = 5
 #: Pause between two timed runs, so one process's spinning BLAS/OpenMP threads are asleep before the next.
 SETTLE_S = 0.2
+#: Seconds a worker gets to exit after SIGTERM before it is killed.
+STOP_WAIT_S = 1.0
 #: Environment variables that set thread counts; each worker gets all of them set to ``threads``.
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 #: OpenBLAS settings that change which kernel runs; reported, never changed.
@@ -155,6 +157,9 @@ class WorkerProcess:
             env=env,
             text=True,
             bufsize=1,
+            # Its own session: the terminal's Ctrl-C reaches only us, and we end the workers (see stop), so
+            # no worker prints a traceback of its own or finishes a long step first.
+            start_new_session=True,
         )
         self.send(config)
 
@@ -179,14 +184,30 @@ class WorkerProcess:
         return self.receive()
 
     def close(self) -> None:
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
+        """End a worker that has answered ``finish`` (or failed): it exits by itself."""
+        self._close_pipes()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+    def stop(self) -> None:
+        """End a worker now, whatever it is doing (Ctrl-C, or an error in the parent)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):  # a worker that died leaves a broken pipe
+                    stream.close()
 
 
 # --- the benchmark ------------------------------------------------------------------------------------
@@ -257,6 +278,7 @@ def run_bench(
     status = backend_status(config_recipe)  # also: a backend that cannot express the recipe is unavailable
     rows: dict[str, dict[str, Any]] = {}
     workers: dict[str, WorkerProcess] = {}
+    started: list[WorkerProcess] = []  # every process, ended at once if anything (Ctrl-C) interrupts
     base = {"recipe": config_recipe.to_dict(), "seed": seed, "data_dir": data_dir, "offline": offline}
     base["threads"] = threads
     try:
@@ -268,6 +290,7 @@ def run_bench(
                 continue
             say(f"{name}: starting (data, import, init, first step)")
             worker = WorkerProcess(name, {**base, "backend": name}, threads)
+            started.append(worker)
             ready = worker.receive()
             if ready["event"] != "ready":
                 rows[name].update(status=ready["event"], reason=ready.get("reason"))
@@ -279,6 +302,7 @@ def run_bench(
             rows[name]["_times"] = []
             say(f"{name}: ready, set-up {rows[name]['setup_seconds']:.2f} s")
         sgemm = WorkerProcess("sgemm", {**base, "backend": "sgemm"}, threads)
+        started.append(sgemm)
         sg_ready = sgemm.receive()
         sgemm_rounds: list[float] = []
         result["machine"]["blas"] = sg_ready.get("threads", {}).get("blas", [])
@@ -317,9 +341,12 @@ def run_bench(
                 rows[name].update(status="error", reason=answer.get("reason"))
             else:
                 rows[name].update({k: v for k, v in answer.items() if k != "event"})
-    finally:
-        for worker in workers.values():
-            worker.close()
+    except BaseException:
+        for worker in started:
+            worker.stop()
+        raise
+    for worker in workers.values():
+        worker.close()
 
     gflop = flops_per_step(r, batch) / 1e9
     sgemm_gflops = statistics.median(sgemm_rounds) if sgemm_rounds else math.nan

@@ -25,6 +25,16 @@ class SuggestingGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
+def without_name(message: str, name: str) -> str:
+    """``message`` without a leading ``name``, for a line that already starts with it:
+    ``"x.png: no ink found"`` → ``"no ink found"``; ``"x.png is empty"`` → ``"it is empty"``."""
+    if message.startswith(f"{name}: "):
+        return message[len(name) + 2 :]
+    if message.startswith(f"{name} "):
+        return "it" + message[len(name) :]
+    return message
+
+
 def data_dir_option(f):
     return click.option(
         "--data-dir",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import PyfluxError
-from .common import ERROR_EXIT, SuggestingGroup, data_dir_option, echo_json, offline_option
+from .common import ERROR_EXIT, SuggestingGroup, data_dir_option, echo_json, offline_option, without_name
 from .train import check_writable
 
 
@@ -13,7 +13,10 @@ from .train import check_writable
 @click.argument("model_path", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print a JSON list: path and label + probabilities, or error."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list: path, label and the --top probabilities by digit; or path and error.",
 )
 @click.option(
     "--save-preprocessed",
@@ -22,7 +25,13 @@ from .train import check_writable
     default=None,
     help="Write the 28x28 digit the model saw for each image into this folder.",
 )
-@click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True, help="Probabilities shown.")
+@click.option(
+    "--top",
+    type=click.IntRange(1, 10),
+    default=3,
+    show_default=True,
+    help="Probabilities shown (also in --json).",
+)
 @click.pass_context
 def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     """Predict the digit in each IMAGE (PNG, JPEG, GIF, BMP, TIFF; photos or drawings).
@@ -37,16 +46,24 @@ def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     model = load_model(model_path)
     results = predict_files(model, images, top=top, save_dir=save_dir)
     if as_json:
-        echo_json([{k: v for k, v in r.items() if k != "top"} for r in results])
+        echo_json([_json_result(r) for r in results])
     else:
         for r in results:
             if "error" in r:
-                click.echo(f"{r['path']}: error: {r['error']}")
+                click.echo(f"{r['path']}: error: {without_name(r['error'], r['path'])}")
                 continue
             shown = "  ".join(f"{k}: {p:.3f}" for k, p in r["top"])
             click.echo(f"{r['path']}: {r['label']}   ({shown})")
     if any("error" in r for r in results):
         ctx.exit(ERROR_EXIT)
+
+
+def _json_result(r: dict) -> dict:
+    """``{"path", "label", "probabilities": {digit: p}}`` with the --top most probable digits, most
+    probable first (``--top 10`` gives all ten), or ``{"path", "error"}``."""
+    if "error" in r:
+        return r
+    return {"path": r["path"], "label": r["label"], "probabilities": {str(k): p for k, p in r["top"]}}
 
 
 @click.command()

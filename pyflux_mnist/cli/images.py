@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import PyfluxError
+from ..picture_files import check_grid_output
 from .common import ERROR_EXIT, SuggestingGroup, data_dir_option, echo_json, offline_option, without_name
 from .train import check_writable
 
@@ -85,6 +86,7 @@ def backquery(model_path, output, method) -> None:
 
     model = load_model(model_path)
     check_writable(output, "back-query picture")
+    check_grid_output(output, "-o")
     images, used = run_backquery(model, method)
     backquery_png(images, output, used)
     predicted = model.predict(images)  # floats in [0, 1]
@@ -109,6 +111,7 @@ def samples(split, count, output, data_dir, offline) -> None:
     from ..pictures import samples_png
 
     check_writable(output, "samples picture")
+    check_grid_output(output, "-o")
     data = load_mnist(data_dir, offline=offline or None, verify=False)
     images, labels = (
         (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
@@ -128,6 +131,7 @@ def weights(model_path, output, max_units) -> None:
 
     model = load_model(model_path)
     check_writable(output, "weights picture")
+    check_grid_output(output, "-o")
     if model.spec.n_layers < 1:
         raise PyfluxError("the model has no layers")
     weights_png(model, output, max_units)

@@ -16,6 +16,7 @@ from ..backends import backend_names, backend_status, get_backend
 from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError, TrainingInterrupted
+from ..picture_files import check_chart_output, check_grid_output
 from ..recipes import RECIPES, recipe_label, recipe_overrides
 from .common import data_dir_option, echo_json, offline_option
 from .progress import StepProgress
@@ -50,7 +51,11 @@ def check_writable(path: str | None, what: str) -> None:
     "--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write the model (.npz)."
 )
 @click.option(
-    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write the loss curve (PNG)."
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the loss curve (.png, .jpg, .svg or .pdf; needs matplotlib).",
 )
 @click.option(
     "--checkpoint",
@@ -122,6 +127,7 @@ def train(
     _check_distinct(save_path=save_path, plot_path=plot_path, checkpoint_path=checkpoint_path)
     check_writable(save_path, "model")
     check_writable(plot_path, "plot")
+    check_chart_output(plot_path, "--plot")
     check_writable(checkpoint_path, "checkpoint")
     get_backend(backend, r)  # unknown, unable or unavailable: said before the data loads
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
@@ -271,7 +277,10 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
 @data_dir_option
 @offline_option
 @click.option(
-    "--confusion", type=click.Path(dir_okay=False), default=None, help="Write a confusion matrix PNG."
+    "--confusion",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the confusion matrix (.png, .jpg, .svg or .pdf; needs matplotlib).",
 )
 @click.option(
     "--errors",
@@ -289,6 +298,8 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     model = load_model(model_path)
     check_writable(confusion, "confusion matrix")
     check_writable(errors_path, "error grid")
+    check_chart_output(confusion, "--confusion")
+    check_grid_output(errors_path, "--errors")
     data = load_mnist(data_dir, offline=offline or None, verify=False)
     pred = model.predict(data.test_images)
     labels = data.test_labels

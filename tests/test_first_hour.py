@@ -375,3 +375,40 @@ def test_readme_says_how_to_get_the_cpu_only_torch() -> None:
     section = readme.split("## The PyTorch backend", 1)[1].split("\n## ", 1)[0]
     assert "pip install 'pyflux-mnist[torch]'" in section and "CPU-only build" in section
     assert "nvidia-*" in section and "--index-url" in section
+
+
+# --- 11. bench: its help, its bound, its header -------------------------------------------------------
+
+
+def test_bench_roofline_is_the_best_rate_of_the_run_and_says_so() -> None:
+    from pyflux_mnist.bench import _finish_row, render_text, roofline_bound
+
+    roof = roofline_bound(0.066, [66.0, 30.0], None)  # the sgemm rate swung between two rounds
+    assert roof["sgemm_gflops"] == 66.0 and roof["ms_per_step"] == pytest.approx(1.0)
+    row = {"backend": "numpy", "status": "ok", "reason": None, "_times": [0.0024, 0.0024]}  # 2 steps each
+    row = _finish_row(row, None, roof, 2, 100, None)
+    # 1.2 ms against the 1.0 ms bound: 1.2 x, never below 1 because a slow round measured a slow sgemm.
+    assert row["ratio_to_roofline"] == pytest.approx(1.2)
+    machine = {"cpu": "x", "usable_cpus": 2, "logical_cpus": 2, "threads": 1, "numpy": "2", "python": "3"}
+    settings = {"recipe": "keras", "samples_per_step": 100, "repeat": 2, "steps": 2, "seed": 0}
+    setup = {"setup": {"import": 0.1, "init": 0.1, "first_step": 0.1}, "setup_seconds": 0.3}
+    result = {
+        "date": "today",
+        "machine": {**machine, "torch": None, "blas": []},
+        "settings": {**settings, "batch_size": 100, "steps_per_epoch": None},
+        "roofline": roof,
+        "results": [{**row, **setup}],
+    }
+    text = render_text(result)
+    assert "best sgemm of 2 rounds; lowest 30" in text
+    assert "torch not installed" in text and "torch None" not in text
+
+
+def test_bench_help_gives_the_real_default_steps() -> None:
+    from pyflux_mnist.bench import default_steps
+
+    result = CliRunner().invoke(cli, ["bench", "--help"], terminal_width=200)
+    assert "10 for a full-batch recipe, else one epoch, at most 2000 steps" in " ".join(result.output.split())
+    assert default_steps(pm.get_recipe("flux-tutorial"), 60000) == 10
+    assert default_steps(pm.get_recipe("keras"), 60000) == 469
+    assert default_steps(pm.get_recipe("rashid"), 60000) == 2000

@@ -85,9 +85,9 @@ class Model:
             raise PyfluxError(f"expected images of 28x28 = 784 pixels, got an array of shape {images.shape}")
         scale = self.recipe.data.scale
         if images.dtype.kind in "ui":
-            lo, hi = int(images.min()), int(images.max())
-            if lo < 0 or hi > 255:
-                raise PyfluxError(f"integer images must hold 0..255, these range from {lo} to {hi}")
+            low, high = int(images.min()), int(images.max())
+            if low < 0 or high > 255:
+                raise PyfluxError(f"integer images must hold 0..255, these range from {low} to {high}")
             return scale_images(images, scale)
         if images.dtype.kind == "f":
             lo, hi = float(np.min(images)), float(np.max(images))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..errors import PyfluxError
@@ -59,7 +61,7 @@ def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
         ctx.exit(ERROR_EXIT)
 
 
-def _json_result(r: dict) -> dict:
+def _json_result(r: dict[str, Any]) -> dict[str, Any]:
     """``{"path", "label", "probabilities": {digit: p}}`` with the --top most probable digits, most
     probable first (``--top 10`` gives all ten), or ``{"path", "error"}``."""
     if "error" in r:

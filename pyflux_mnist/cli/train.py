@@ -7,6 +7,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -341,7 +342,7 @@ def blas_info() -> list[dict]:
     return [{k: lib[k] for k in keys} for lib in blas_libraries()]
 
 
-def model_info(path: str) -> dict:
+def model_info(path: str) -> dict[str, Any]:
     """What ``info MODEL`` shows: the recipe and what was changed in it, sizes, who trained it, how well."""
     from ..model import load_model
 
@@ -357,7 +358,7 @@ def model_info(path: str) -> dict:
     }
 
 
-def _julia_line(julia: dict) -> str | None:
+def _julia_line(julia: dict[str, Any]) -> str | None:
     """One line for Julia: its versions and threads when they are known, else why it is unavailable."""
     if not julia:
         return None
@@ -387,7 +388,7 @@ def info(model_path, as_json) -> None:
         julia = julia_status()
     except ImportError:
         pass
-    out = {
+    out: dict[str, Any] = {
         "version": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -232,6 +232,12 @@ class WorkerProcess:
 # --- the benchmark ------------------------------------------------------------------------------------
 
 
+#: Bounds on the timed steps per repeat and on the repeats: a worker draws a repeat's batches before its
+#: clock starts (an index array per step), so --steps 100000000 would fill memory before timing anything.
+MAX_STEPS = 100_000
+MAX_REPEAT = 1000
+
+
 def check_options(backends: list[str], steps: int | None, repeat: int, threads: int) -> None:
     if not backends:
         raise SpecError("--backends needs at least one backend name")
@@ -239,12 +245,19 @@ def check_options(backends: list[str], steps: int | None, repeat: int, threads: 
         check_name(name)
     if len(set(backends)) != len(backends):
         raise SpecError(f"a backend is listed twice in --backends: {','.join(backends)}")
-    if steps is not None and steps < 1:
-        raise SpecError(f"--steps must be a positive integer, got {steps}")
-    if repeat < 1:
-        raise SpecError(f"--repeat must be a positive integer, got {repeat}")
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise SpecError(f"--steps must be a positive integer up to {MAX_STEPS}, got {steps}")
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise SpecError(f"--repeat must be a positive integer up to {MAX_REPEAT}, got {repeat}")
     if threads < 1:
         raise SpecError(f"--threads must be a positive integer, got {threads}")
+
+
+def failed_rows(result: dict[str, Any]) -> list[str]:
+    """``"name: reason"`` for each backend whose worker failed (``unavailable`` is not a failure)."""
+    return [
+        f"{r['backend']}: {r.get('reason')}" for r in result.get("results", []) if r.get("status") == "error"
+    ]
 
 
 def run_bench(
@@ -257,8 +270,12 @@ def run_bench(
     data_dir: str | None = None,
     offline: bool | None = None,
     progress: Progress | None = None,
+    verbose: bool = False,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns the JSON-able result (see ``docs/benchmarks.md`` for its shape)."""
+    """Run the benchmark; returns the JSON-able result (see ``docs/benchmarks.md`` for its shape).
+
+    A worker that fails becomes an ``error`` row with a one-line reason (its traceback only if ``verbose``).
+    """
     from .mnist import load_mnist
     from .prepare import prepare
     from .training import resolve_recipe
@@ -300,6 +317,7 @@ def run_bench(
     started: list[WorkerProcess] = []  # every process, ended at once if anything (Ctrl-C) interrupts
     base = {"recipe": config_recipe.to_dict(), "seed": seed, "data_dir": data_dir, "offline": offline}
     base["threads"] = threads
+    base["verbose"] = verbose
     try:
         for name in backends:
             rows[name] = {"backend": name, "status": "ok", "reason": None}

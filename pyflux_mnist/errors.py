@@ -44,7 +44,8 @@ class DivergedError(PyfluxError):
 
 
 class TrainingInterrupted(PyfluxError):
-    """Ctrl-C during training: the run stopped cleanly between two steps (exit code 130, as for SIGINT).
+    """Ctrl-C or SIGTERM during training: the run stopped cleanly between two steps (exit code 130 for
+    SIGINT, 143 for SIGTERM, as shells report them).
 
     The message says what happened; each command adds what is true for it (``train`` can resume from a
     checkpoint, ``tutorial`` and ``reproduce`` cannot) with :meth:`with_advice`.
@@ -53,14 +54,22 @@ class TrainingInterrupted(PyfluxError):
     exit_code = 130
 
     def __init__(
-        self, message: str, steps_done: int = 0, total_steps: int = 0, checkpoint: str | None = None
+        self,
+        message: str,
+        steps_done: int = 0,
+        total_steps: int = 0,
+        checkpoint: str | None = None,
+        exit_code: int = 130,
     ) -> None:
         super().__init__(message)
         self.steps_done, self.total_steps, self.checkpoint = steps_done, total_steps, checkpoint
+        self.exit_code = exit_code
 
     def with_advice(self, advice: str) -> TrainingInterrupted:
         """The same interruption, its message followed by ``advice``."""
-        return TrainingInterrupted(f"{self} {advice}", self.steps_done, self.total_steps, self.checkpoint)
+        return TrainingInterrupted(
+            f"{self} {advice}", self.steps_done, self.total_steps, self.checkpoint, self.exit_code
+        )
 
 
 class ImageError(PyfluxError):

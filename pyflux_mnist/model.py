@@ -27,7 +27,8 @@ from .backends import numpy_backend
 from .errors import ModelFileError, PyfluxError
 from .prepare import scale_images, scale_unit_images
 from .recipes import recipe_label
-from .spec import Recipe
+from .spec import MAX_PARAMETERS, Recipe
+from .userpaths import UserPathError, escape, open_regular
 
 FORMAT = "pyflux-mnist-model"
 FORMAT_VERSION = 1
@@ -36,6 +37,10 @@ MAX_META_BYTES = 1 << 20
 MAX_ARRAY_BYTES = 1 << 30
 #: Float images may stray this far outside [0, 1] (rounding in whoever computed them).
 UNIT_SLACK = 1e-6
+#: Refuse a file whose entries together declare more than this (zip directory sizes, checked before any
+#: entry is read): each entry alone may be within MAX_ARRAY_BYTES while many of them exhaust memory. A
+#: checkpoint of the largest network (MAX_PARAMETERS weights, Adam's two slots) plus 10 million losses fits.
+MAX_TOTAL_BYTES = 3 * 4 * MAX_PARAMETERS + 8 * 10_000_000 + (16 << 20)
 #: What a damaged or hostile .npz can make zipfile, zlib, lzma and NumPy raise while reading it (found by
 #: fuzzing: an "encrypted" flag bit gives RuntimeError, an unknown compression method NotImplementedError).
 READ_ERRORS = (
@@ -103,8 +108,18 @@ class Model:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, 10)`` class probabilities (squared-error networks: their output activations).
 
-        ``images``: uint8 0..255 or floats in [0, 1], ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``."""
-        return numpy_backend.probabilities(self.spec, self.params, self.inputs(images)).T
+        ``images``: uint8 0..255 or floats in [0, 1], ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``.
+        Finite but huge weights (a damaged or hostile file) overflow float32 to Inf and NaN: refused here,
+        so no NaN reaches a prediction or a JSON output.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            probs = numpy_backend.probabilities(self.spec, self.params, self.inputs(images)).T
+        if not np.all(np.isfinite(probs)):
+            raise ModelFileError(
+                "the model's outputs are not finite numbers (its weights overflow float32); "
+                "the model file is damaged or was not trained by pyflux-mnist"
+            )
+        return probs
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``); ``images`` as for
@@ -157,19 +172,49 @@ def open_npz(path: Path, what: str) -> Iterator[Any]:
     """``np.load(path, allow_pickle=False)``, with every way the file can be missing, unreadable or not
     ours turned into one :class:`ModelFileError` line (``what``: "model file", "checkpoint")."""
     try:
-        _check_zip(path, what)
-        with np.load(path, allow_pickle=False) as npz:
-            if "meta" not in npz.files:
-                raise ModelFileError(f"{path} is not a pyflux-mnist {what}: no metadata entry")
-            yield npz
+        with open_regular(path, what) as f:
+            head = f.read(8)
+            if head[:4] != b"PK\x03\x04":  # not a zip: never let np.load read a bare .npy or pickle
+                raise not_npz(head, path, what)
+            f.seek(0)
+            loaded = np.load(f, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ModelFileError(escape(f"{path} is not a pyflux-mnist {what} (not a .npz archive)"))
+            with loaded as npz:
+                check_entries(npz, path)
+                if "meta" not in npz.files:
+                    raise ModelFileError(escape(f"{path} is not a pyflux-mnist {what}: no metadata entry"))
+                yield npz
     except ModelFileError:
         raise
+    except UserPathError as e:
+        raise ModelFileError(str(e)) from None
     except FileNotFoundError:
-        raise ModelFileError(f"no {what} at {path}") from None
+        raise ModelFileError(escape(f"no {what} at {path}")) from None
     except IsADirectoryError:
-        raise ModelFileError(f"{path} is a directory, not a {what}") from None
+        raise ModelFileError(escape(f"{path} is a directory, not a {what}")) from None
     except READ_ERRORS as e:
-        raise ModelFileError(f"{path} is not a readable {what}: {first_line(e)}") from None
+        raise ModelFileError(escape(f"{path} is not a readable {what}: {first_line(e)}")) from None
+
+
+def check_entries(npz: Any, path: Path) -> None:
+    """Before any entry is read: no name twice (the last would silently win) and a bounded total size.
+
+    The sizes are the zip directory's declared uncompressed sizes; each entry's own ``.npy`` header is
+    checked against them later (:func:`member_header`), and zipfile stops reading at the declared size.
+    """
+    infos = npz.zip.infolist()
+    names = [i.filename for i in infos]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ModelFileError(escape(f"{path}: entry {dupes[0]} appears more than once; refusing to guess"))
+    total = sum(i.file_size for i in infos)
+    if total > MAX_TOTAL_BYTES:
+        raise ModelFileError(
+            escape(
+                f"{path}: its entries declare {total:,} bytes in all, more than any pyflux-mnist file holds"
+            )
+        )
 
 
 #: The first bytes of files people pass by mistake, and what to call them.
@@ -184,21 +229,19 @@ _MAGIC = {
 }
 
 
-def _check_zip(path: Path, what: str) -> None:
-    """Refuse a file that is not a zip archive (as every .npz is) before NumPy tries it: NumPy's own
-    answer for such a file is to suggest loading it with pickles enabled, which must never be done."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:2] == b"PK":
-        return
+def not_npz(head: bytes, path: Path, what: str) -> ModelFileError:
+    """The error for a file that is not a zip archive (as every .npz is), naming what it looks like. Never
+    NumPy's own answer for such a file, which suggests loading it with pickles enabled."""
     kind = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
     if kind is None:
         text = head.isascii() and all(c >= 32 or c in b"\t\n\r" for c in head)
-        kind = "an empty file" if not head else "a text file" if text else "not a .npz archive"
+        kind = "an empty file" if not head else "a text file" if text else "not a .npz (zip) archive"
     writer = {"model file": "train --save", "checkpoint": "train --checkpoint"}.get(what, "train")
-    raise ModelFileError(
-        f"{path} is not a pyflux-mnist {what} ({kind}); a {what} is the .npz that "
-        f"`pyflux-mnist {writer}` writes"
+    return ModelFileError(
+        escape(
+            f"{path} is not a pyflux-mnist {what} ({kind}); a {what} is the .npz that "
+            f"`pyflux-mnist {writer}` writes"
+        )
     )
 
 
@@ -228,12 +271,47 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     return Model(recipe, params, meta)
 
 
+#: The type each known metadata field must have (it is printed and compared; a dict as a backend name
+#: would otherwise be printed as one).
+META_TYPES: dict[str, tuple[type, ...]] = {
+    "backend": (str,),
+    "package_version": (str,),
+    "format": (str,),
+    "seed": (int,),
+    "steps": (int,),
+    "every": (int,),
+    "steps_done": (int,),
+    "total_steps": (int,),
+    "data": (str,),
+    "final_loss": (float, int),
+    "train_accuracy": (float, int),
+    "test_accuracy": (float, int),
+}
+
+
+def check_meta_types(meta: dict[str, Any], path: Path) -> None:
+    """Every known metadata field has its type (booleans are not numbers); strings are short and printable."""
+    for key, types in META_TYPES.items():
+        value = meta.get(key)
+        if value is None:  # absent: the reader that needs it says so
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            kind = {str: "a string", int: "an integer"}.get(types[0], "a number")
+            raise ModelFileError(escape(f"{path}: metadata {key!r} must be {kind}, got {value!r:.60}"))
+        if isinstance(value, str) and (len(value) > 200 or not value.isprintable()):
+            raise ModelFileError(
+                escape(f"{path}: metadata {key!r} is not a short printable string: {value[:60]!r}")
+            )
+
+
 def read_meta(
     npz: Any, path: Path, fmt: str, version: int, what: str, hints: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """The metadata of a file of format ``fmt``; ``hints`` maps another format tag to advice."""
     meta = read_json_meta(npz, path)
     found = meta.get("format") if isinstance(meta, dict) else None
+    if isinstance(found, str) and found == fmt:
+        check_meta_types(meta, path)
     if found != fmt:
         raise ModelFileError(f"{path} is not a pyflux-mnist {what}{(hints or {}).get(found, '')}")
     if meta.get("format_version") != version:

@@ -197,9 +197,9 @@ def train(
     sched = schedule(r, n_train, batch_seq)
     if sched.total_steps > MAX_STEPS:
         raise SpecError(f"{sched.total_steps} steps is more than this package runs ({MAX_STEPS})")
-    fingerprint = data_fingerprint(prepared.y_train)
+    fingerprint = data_fingerprint(prepared.y_train, prepared.X_train)
     if ck is not None:
-        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else "")
+        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else None)
         params = ck.params
     elif initial_params is not None:
         params = initial_params
@@ -233,15 +233,18 @@ def train(
             stop=lambda: stop.requested,
         )
         if len(losses) < sched.total_steps:
-            where = f"interrupted after step {len(losses)} of {sched.total_steps}"
+            where = f"{stop.what} after step {len(losses)} of {sched.total_steps}"
             if checkpoint is None:  # what to do about it is the caller's to say (see TrainingInterrupted)
-                raise TrainingInterrupted(f"{where}; nothing saved", len(losses), sched.total_steps)
+                raise TrainingInterrupted(
+                    f"{where}; nothing saved", len(losses), sched.total_steps, exit_code=stop.exit_code
+                )
             save_checkpoint(losses)
             raise TrainingInterrupted(
                 f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})",
                 len(losses),
                 sched.total_steps,
                 str(checkpoint),
+                exit_code=stop.exit_code,
             )
     t2 = time.perf_counter()
     final = trainer.parameters()

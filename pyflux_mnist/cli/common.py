@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
@@ -52,7 +53,22 @@ def offline_option(f):
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=_jsonable))
+    """Strict JSON on stdout: a NaN or Inf (which ``json`` would print as the non-JSON ``NaN``) becomes
+    ``null`` ("not measured"), so every consumer can parse it."""
+    click.echo(json.dumps(strict_json(obj), indent=2, default=_jsonable, allow_nan=False))
+
+
+def strict_json(x: Any) -> Any:
+    """``x`` with every non-finite float replaced by ``None`` (NumPy arrays and scalars included)."""
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
+        x = x.tolist()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
+    return x
 
 
 def _jsonable(x: Any) -> Any:

@@ -8,6 +8,7 @@ import click
 
 from ..errors import PyfluxError
 from ..picture_files import check_grid_output
+from ..userpaths import escape
 from .common import ERROR_EXIT, SuggestingGroup, data_dir_option, echo_json, offline_option, without_name
 from .train import check_writable
 
@@ -53,11 +54,14 @@ def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     else:
         for r in results:
             if "error" in r:
-                click.echo(f"{r['path']}: error: {without_name(r['error'], r['path'])}")
+                click.echo(escape(f"{r['path']}: error: {without_name(r['error'], r['path'])}"))
                 continue
             shown = "  ".join(f"{k}: {p:.3f}" for k, p in r["top"])
-            click.echo(f"{r['path']}: {r['label']}   ({shown})")
-    if any("error" in r for r in results):
+            click.echo(escape(f"{r['path']}: {r['label']}   ({shown})"))
+    for r in results:
+        if "save_error" in r:
+            click.echo(escape(f"Error: {r['save_error']}"), err=True)
+    if any("error" in r or "save_error" in r for r in results):
         ctx.exit(ERROR_EXIT)
 
 

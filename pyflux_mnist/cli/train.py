@@ -19,6 +19,7 @@ from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError, TrainingInterrupted
 from ..picture_files import check_chart_output, check_grid_output
 from ..recipes import RECIPES, recipe_label, recipe_overrides
+from ..userpaths import check_name_length, escape
 from .common import data_dir_option, echo_json, offline_option
 from .progress import StepProgress
 
@@ -27,6 +28,7 @@ def check_writable(path: str | None, what: str) -> None:
     """Fail before hours of training, not after: the output's folder must exist and be writable."""
     if path is None:
         return
+    check_name_length(path, what)
     parent = Path(path).resolve().parent
     if not parent.is_dir():
         raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
@@ -326,10 +328,8 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     if as_json:
         echo_json(out)
         return
-    click.echo(
-        f"model          {model_path}  (recipe {recipe_label(model.recipe)}, trained with "
-        f"{out['trained_with']})"
-    )
+    about = f"recipe {recipe_label(model.recipe)}, trained with {out['trained_with']}"
+    click.echo(escape(f"model          {model_path}  ({about})"))
     click.echo(f"test accuracy  {acc:.4f}  ({out['errors']} of {len(labels)} wrong)")
     click.echo("per digit      " + "  ".join(f"{d}:{a:.3f}" for d, a in per_class.items()))
     for path, what in ((confusion, "confusion"), (errors_path, "errors")):

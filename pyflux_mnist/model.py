@@ -25,7 +25,8 @@ from . import __version__
 from .atomic import atomic_write
 from .backends import numpy_backend
 from .errors import ModelFileError, PyfluxError
-from .prepare import scale_images
+from .prepare import scale_images, scale_unit_images
+from .recipes import recipe_label
 from .spec import MAX_PARAMETERS, Recipe
 from .userpaths import UserPathError, escape, open_regular
 
@@ -34,6 +35,8 @@ FORMAT_VERSION = 1
 #: Refuse metadata or arrays whose declared size is absurd before reading them.
 MAX_META_BYTES = 1 << 20
 MAX_ARRAY_BYTES = 1 << 30
+#: Float images may stray this far outside [0, 1] (rounding in whoever computed them).
+UNIT_SLACK = 1e-6
 #: Refuse a file whose entries together declare more than this (zip directory sizes, checked before any
 #: entry is read): each entry alone may be within MAX_ARRAY_BYTES while many of them exhaust memory. A
 #: checkpoint of the largest network (MAX_PARAMETERS weights, Adam's two slots) plus 10 million losses fits.
@@ -61,22 +64,51 @@ class Model:
         if got != expected:
             raise ModelFileError(f"parameter shapes {got} do not match the recipe's {expected}")
 
+    def __repr__(self) -> str:  # one line: the weights are in .params
+        acc = self.meta.get("test_accuracy")
+        return (
+            f"Model({recipe_label(self.recipe)}, sizes {'-'.join(map(str, self.spec.sizes))}, "
+            f"backend {self.meta.get('backend', '?')}"
+            + (f", test accuracy {acc:.4f})" if isinstance(acc, float) else ")")
+        )
+
     @property
     def spec(self):
         return self.recipe.model
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
-        """MNIST-valued images (0..255; ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``) → ``(784, N)``."""
+        """Images → ``(784, N)`` float32 in the recipe's scale.
+
+        ``images``: ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``; either uint8 (any integer type) 0..255
+        as MNIST stores them, or floats in [0, 1]. Anything else is refused: floats 0..255 would otherwise
+        be read as a picture 255 times too bright and give confident nonsense.
+        """
         images = np.asarray(images)
         if images.ndim == 2 and images.shape == (28, 28):
             images = images[None]
-        if images.ndim not in (2, 3) or images[0].size != 784:
+        if images.ndim not in (2, 3) or images.size == 0 or images[0].size != 784:
             raise PyfluxError(f"expected images of 28x28 = 784 pixels, got an array of shape {images.shape}")
-        return scale_images(images, self.recipe.data.scale)
+        scale = self.recipe.data.scale
+        if images.dtype.kind in "ui":
+            low, high = int(images.min()), int(images.max())
+            if low < 0 or high > 255:
+                raise PyfluxError(f"integer images must hold 0..255, these range from {low} to {high}")
+            return scale_images(images, scale)
+        if images.dtype.kind == "f":
+            lo, hi = float(np.min(images)), float(np.max(images))
+            if not (lo >= -UNIT_SLACK and hi <= 1 + UNIT_SLACK):  # NaN fails too
+                hint = "; divide by 255" if lo >= 0 and hi <= 255 else ""
+                raise PyfluxError(
+                    f"float images must hold values in [0, 1] (or pass uint8 0..255), these range from "
+                    f"{lo:g} to {hi:g}{hint}"
+                )
+            return scale_unit_images(images, scale)
+        raise PyfluxError(f"images must be uint8 0..255 or floats in [0, 1], got dtype {images.dtype}")
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, 10)`` class probabilities (squared-error networks: their output activations).
 
+        ``images``: uint8 0..255 or floats in [0, 1], ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``.
         Finite but huge weights (a damaged or hostile file) overflow float32 to Inf and NaN: refused here,
         so no NaN reaches a prediction or a JSON output.
         """
@@ -90,7 +122,8 @@ class Model:
         return probs
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``)."""
+        """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``); ``images`` as for
+        :meth:`probabilities`."""
         return np.argmax(self.probabilities(images), axis=1).astype(np.uint8)
 
     def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:
@@ -140,8 +173,9 @@ def open_npz(path: Path, what: str) -> Iterator[Any]:
     ours turned into one :class:`ModelFileError` line (``what``: "model file", "checkpoint")."""
     try:
         with open_regular(path, what) as f:
-            if f.read(4) != b"PK\x03\x04":  # not a zip: never let np.load read a bare .npy or pickle
-                raise ModelFileError(escape(f"{path} is not a readable {what}: not a .npz (zip) archive"))
+            head = f.read(8)
+            if head[:4] != b"PK\x03\x04":  # not a zip: never let np.load read a bare .npy or pickle
+                raise not_npz(head, path, what)
             f.seek(0)
             loaded = np.load(f, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -181,6 +215,34 @@ def check_entries(npz: Any, path: Path) -> None:
                 f"{path}: its entries declare {total:,} bytes in all, more than any pyflux-mnist file holds"
             )
         )
+
+
+#: The first bytes of files people pass by mistake, and what to call them.
+_MAGIC = {
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF",
+    b"\x1f\x8b": "a gzip file",
+    b"\x80": "a Python pickle, which is never loaded",
+}
+
+
+def not_npz(head: bytes, path: Path, what: str) -> ModelFileError:
+    """The error for a file that is not a zip archive (as every .npz is), naming what it looks like. Never
+    NumPy's own answer for such a file, which suggests loading it with pickles enabled."""
+    kind = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    if kind is None:
+        text = head.isascii() and all(c >= 32 or c in b"\t\n\r" for c in head)
+        kind = "an empty file" if not head else "a text file" if text else "not a .npz (zip) archive"
+    writer = {"model file": "train --save", "checkpoint": "train --checkpoint"}.get(what, "train")
+    return ModelFileError(
+        escape(
+            f"{path} is not a pyflux-mnist {what} ({kind}); a {what} is the .npz that "
+            f"`pyflux-mnist {writer}` writes"
+        )
+    )
 
 
 def read_json_meta(npz: Any, path: Path) -> Any:

@@ -161,6 +161,13 @@ class Worker:
 
 
 def main() -> int:
+    try:
+        return _serve()
+    except BrokenPipeError:  # the parent is gone (Ctrl-C there): nobody to answer, nothing to report
+        os._exit(1)
+
+
+def _serve() -> int:
     out = _protocol_stream()
     config = json.loads(sys.stdin.readline())
     worker = Worker(config, out)

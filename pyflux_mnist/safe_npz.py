@@ -68,8 +68,9 @@ def open_npz(path: Path, what: str) -> Iterator[Any]:
     ours turned into one :class:`ModelFileError` line (``what``: "model file", "checkpoint")."""
     try:
         with open_regular(path, what) as f:
-            if f.read(4) != b"PK\x03\x04":  # not a zip: never let np.load read a bare .npy or pickle
-                raise ModelFileError(escape(f"{path} is not a readable {what}: not a .npz (zip) archive"))
+            head = f.read(8)
+            if head[:4] != b"PK\x03\x04":  # not a zip: never let np.load read a bare .npy or pickle
+                raise not_npz(head, path, what)
             f.seek(0)
             loaded = np.load(f, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -109,6 +110,34 @@ def check_entries(npz: Any, path: Path) -> None:
                 f"{path}: its entries declare {total:,} bytes in all, more than any pyflux-mnist file holds"
             )
         )
+
+
+#: The first bytes of files people pass by mistake, and what to call them.
+_MAGIC = {
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF",
+    b"\x1f\x8b": "a gzip file",
+    b"\x80": "a Python pickle, which is never loaded",
+}
+
+
+def not_npz(head: bytes, path: Path, what: str) -> ModelFileError:
+    """The error for a file that is not a zip archive (as every .npz is), naming what it looks like. Never
+    NumPy's own answer for such a file, which suggests loading it with pickles enabled."""
+    kind = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    if kind is None:
+        text = head.isascii() and all(c >= 32 or c in b"\t\n\r" for c in head)
+        kind = "an empty file" if not head else "a text file" if text else "not a .npz (zip) archive"
+    writer = {"model file": "train --save", "checkpoint": "train --checkpoint"}.get(what, "train")
+    return ModelFileError(
+        escape(
+            f"{path} is not a pyflux-mnist {what} ({kind}); a {what} is the .npz that "
+            f"`pyflux-mnist {writer}` writes"
+        )
+    )
 
 
 def read_json_meta(npz: Any, path: Path) -> Any:

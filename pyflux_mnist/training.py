@@ -29,7 +29,7 @@ from .errors import DivergedError, SpecError, TrainingInterrupted
 from .init import run_start
 from .model import Model
 from .prepare import Prepared, Schedule, prepare
-from .recipes import get_recipe
+from .recipes import get_recipe, recipe_label, recipe_overrides, with_override_notes
 from .spec import Recipe
 
 if TYPE_CHECKING:
@@ -53,14 +53,25 @@ class TrainResult:
     train_accuracy: float  # on the (un-augmented) training images
     test_accuracy: float
     test_predictions: np.ndarray  # (10000,) onecold labels 0..9, computed by the backend
-    seconds: dict[str, float] = field(default_factory=dict)  # setup, train, evaluate, total
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: setup, train, evaluate, total
     backend: str = REFERENCE
     seed: int = 0
     epoch_steps: int | None = None  # steps per epoch, when the recipe counts epochs
 
+    def __repr__(self) -> str:  # one line, not the weights and every loss
+        return (
+            f"TrainResult({recipe_label(self.recipe)}, backend={self.backend!r}, seed={self.seed}, "
+            f"steps={len(self.losses)}, test_accuracy={self.test_accuracy:.4f}, seconds={self.seconds:.1f})"
+        )
+
     @property
     def recipe(self) -> Recipe:
         return self.model.recipe
+
+    @property
+    def seconds(self) -> float:
+        """The whole run's wall time (as ``seconds`` in the CLI's JSON); the parts are in :attr:`timings`."""
+        return self.timings.get("total", math.nan)
 
     @property
     def final_loss(self) -> float:
@@ -73,8 +84,9 @@ class TrainResult:
             "recipe": self.recipe.name,
             "seed": self.seed,
             "steps": len(self.losses),
-            "seconds": round(self.seconds.get("total", math.nan), 3),
-            "timings": {k: round(v, 4) for k, v in self.seconds.items()},
+            "overrides": recipe_overrides(self.recipe),
+            "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "final_loss": self.final_loss,
             "train_accuracy": self.train_accuracy,
             "test_accuracy": self.test_accuracy,
@@ -94,7 +106,7 @@ def resolve_recipe(
     r = get_recipe(recipe)
     changes: dict[str, Any] = {}
     if steps is not None and epochs is not None:
-        raise SpecError("give either steps or epochs, not both")
+        raise SpecError("give either steps or epochs (--steps or --epochs), not both")
     if steps is not None:
         changes.update(steps=_positive("steps", steps), epochs=0)
     if epochs is not None:
@@ -116,7 +128,7 @@ def resolve_recipe(
                 f"recipe {r.name!r} has {len(r.model.sizes) - 2} hidden layer(s); got {len(widths)} width(s)"
             )
         changes["model"] = {"sizes": (784, *widths, 10)}
-    return r.replace(**changes) if changes else r
+    return with_override_notes(r.replace(**changes)) if changes else r
 
 
 def _positive(name: str, value: int) -> int:
@@ -172,7 +184,7 @@ def train(
         recipe, seed = ck.recipe, ck.seed
     seed = check_seed(seed)
     r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden)
-    engine = backend if isinstance(backend, Backend) else get_backend(backend)
+    engine = backend if isinstance(backend, Backend) else get_backend(backend, r)
     engine.check_recipe(r)  # before any data is loaded
     if data is None:
         from .mnist import load_mnist
@@ -194,6 +206,7 @@ def train(
 
     meta = {
         "backend": engine.name,
+        "overrides": recipe_overrides(r),
         "seed": seed,
         "steps": len(losses),
         "final_loss": float(losses[-1]),
@@ -206,7 +219,7 @@ def train(
         train_accuracy=train_acc,
         test_accuracy=test_acc,
         test_predictions=test_pred,
-        seconds={"setup": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t_start},
+        timings={"setup": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t_start},
         backend=engine.name,
         seed=seed,
         epoch_steps=run.schedule.steps_per_epoch,
@@ -285,14 +298,16 @@ def _run(
         )
         if len(losses) < total:
             where = f"{stop.what} after step {len(losses)} of {total}"
-            if checkpoint is None:
+            if checkpoint is None:  # what to do about it is the caller's to say (see TrainingInterrupted)
                 raise TrainingInterrupted(
-                    f"{where}; nothing saved (train with --checkpoint PATH to be able to resume)",
-                    exit_code=stop.exit_code,
+                    f"{where}; nothing saved", len(losses), total, exit_code=stop.exit_code
                 )
             save_checkpoint(losses)
             raise TrainingInterrupted(
                 f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})",
+                len(losses),
+                total,
+                str(checkpoint),
                 exit_code=stop.exit_code,
             )
     return losses

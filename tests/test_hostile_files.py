@@ -96,7 +96,7 @@ def test_a_bare_pickle_runs_nothing(tmp_path: Path) -> None:
     sentinel = tmp_path / "pwned"
     path = tmp_path / "model.npz"
     path.write_bytes(pickle.dumps(Payload(sentinel)))
-    _refused(path, "not a readable model file")
+    _refused(path, "is not a pyflux-mnist model file (a Python pickle, which is never loaded)")
     assert not sentinel.exists()
 
 

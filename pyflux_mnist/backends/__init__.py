@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from ..errors import BackendUnavailable, SpecError
+from ..errors import BackendUnavailable, SpecError, did_you_mean
 from ..spec import Recipe
 from .base import Backend, Trainer
 
@@ -28,16 +28,27 @@ def backend_names() -> list[str]:
     return list(BACKENDS)
 
 
+def check_name(name: str) -> str:
+    """``name`` if it is a registered backend, else a :class:`SpecError` that suggests the close name and
+    lists every known backend with why it cannot run here."""
+    if name in BACKENDS:
+        return name
+    known = [n if why is None else f"{n} (unavailable: {why})" for n, why in backend_status().items()]
+    hint = did_you_mean(name, BACKENDS)
+    raise SpecError(f"unknown backend {name!r}{hint}; known backends: {', '.join(known)}")
+
+
 def _load(name: str) -> Backend:
-    if name not in BACKENDS:
-        raise SpecError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
-    module, cls = BACKENDS[name].split(":")
+    module, cls = BACKENDS[check_name(name)].split(":")
     return getattr(importlib.import_module(module), cls)()
 
 
-def get_backend(name: str) -> Backend:
-    """The backend called ``name``; a clear error if it is unknown or cannot run here."""
+def get_backend(name: str, recipe: Recipe | None = None) -> Backend:
+    """The backend called ``name``; a clear error if it is unknown, cannot run ``recipe`` (said first: no
+    installing helps there) or cannot run here."""
     backend = _load(name)
+    if recipe is not None:
+        backend.check_recipe(recipe)
     reason = backend.unavailable_reason()
     if reason is not None:
         raise BackendUnavailable(reason)
@@ -47,10 +58,11 @@ def get_backend(name: str) -> Backend:
 def backend_status(recipe: Recipe | None = None) -> dict[str, str | None]:
     """``{name: None if usable else the reason}`` for every registered backend (and for ``recipe``)."""
     status: dict[str, str | None] = {}
-    for name in BACKENDS:
-        backend = _load(name)
+    for name, target in BACKENDS.items():
+        module, cls = target.split(":")
+        backend: Backend = getattr(importlib.import_module(module), cls)()
         status[name] = backend.unavailable_reason()
-        if status[name] is None and recipe is not None:
+        if recipe is not None:
             try:
                 backend.check_recipe(recipe)
             except SpecError as e:
@@ -73,6 +85,19 @@ def backend_details() -> dict[str, dict[str, object]]:
     return details
 
 
+def backend_detail_lines() -> dict[str, str]:
+    """``{name: line}`` for the backends that have something to add in ``info``'s text."""
+    lines: dict[str, str] = {}
+    for name in BACKENDS:
+        try:
+            line = _load(name).details_line()
+        except Exception as e:  # one backend's detail must not hide the rest of the report
+            line = f"error: {e}"
+        if line:
+            lines[name] = line
+    return lines
+
+
 def library_versions() -> dict[str, str | None]:
     """``{distribution: installed version or None}`` for every backend's library (imports none of them)."""
     versions: dict[str, str | None] = {}
@@ -92,9 +117,11 @@ __all__ = [
     "Backend",
     "Trainer",
     "available_backends",
+    "backend_detail_lines",
     "backend_details",
     "backend_names",
     "backend_status",
+    "check_name",
     "get_backend",
     "library_versions",
 ]

@@ -111,6 +111,11 @@ class Backend(ABC):
         starts a runtime that is not running yet)."""
         return {}
 
+    def details_line(self) -> str | None:
+        """:meth:`details` as one line for ``info`` (``None``: nothing to add)."""
+        details = self.details()
+        return ", ".join(f"{k} {v}" for k, v in details.items()) if details else None
+
     def threads(self) -> dict[str, int | str]:
         """The thread counts this backend computes with, for reports (``doctor``, and ``bench`` after
         :meth:`pin_threads`): by default NumPy's BLAS threads."""

@@ -137,6 +137,19 @@ class FluxBackend(Backend):
 
         return dict(julia_bridge.julia_status())
 
+    def details_line(self) -> str | None:
+        """Julia's versions and threads when they are known, else why it is unavailable."""
+        julia = self.details()
+        if not julia.get("juliacall"):
+            return "juliacall is not installed (see the backend lines above)"
+        if julia.get("reason"):
+            return f"unavailable: {julia['reason']}"
+        parts = [f"{k} {julia[k]}" for k in ("juliacall", "julia", "flux") if julia.get(k)]
+        parts.append("started" if julia.get("started") else "not started yet (starts on first use)")
+        if julia.get("julia_threads"):
+            parts.append(f"{julia['julia_threads']} thread(s)")
+        return ", ".join(parts)
+
     def threads(self) -> dict[str, int | str]:
         """Julia's threads (as juliacall started it) and Julia's BLAS threads. Starts Julia."""
         from . import julia_bridge

@@ -14,10 +14,10 @@ import click
 from ..errors import PyfluxError
 from ..userpaths import escape, os_error_line
 from ..version import __version__
-from .common import ERROR_EXIT, INTERRUPT_EXIT
+from .common import ERROR_EXIT, INTERRUPT_EXIT, SuggestingGroup
 
 
-class Group(click.Group):
+class Group(SuggestingGroup):
     """A click group that turns our own exceptions into one clean line."""
 
     def invoke(self, ctx: click.Context) -> Any:

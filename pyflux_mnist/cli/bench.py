@@ -25,7 +25,10 @@ MAX_JSON_BYTES = 16 << 20
 )
 @click.option("--recipe", default="flux-tutorial", show_default=True, help=f"One of: {', '.join(RECIPES)}.")
 @click.option(
-    "--steps", type=int, default=None, help="Timed steps per repeat [10 full-batch steps, else one epoch]."
+    "--steps",
+    type=int,
+    default=None,
+    help="Timed steps per repeat [10 for a full-batch recipe, else one epoch, at most 2000 steps].",
 )
 @click.option("--repeat", type=int, default=5, show_default=True, help="Interleaved timed repeats.")
 @click.option("--threads", type=int, default=None, help="BLAS/torch/Julia threads [the usable CPUs].")

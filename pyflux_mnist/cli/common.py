@@ -13,13 +13,37 @@ import click
 
 from .. import settings
 from ..backends import REFERENCE, backend_names
-from ..errors import PyfluxError
+from ..errors import PyfluxError, did_you_mean
 from ..userpaths import check_name_length
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_EXIT = 1
 INTERRUPT_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class SuggestingGroup(click.Group):
+    """A click group whose unknown-command error names the close command (click < 8.2 does not)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            commands = self.list_commands(ctx)
+            hint = did_you_mean(name, commands) or f" (commands: {', '.join(commands)})"
+            ctx.fail(f"no such command {name!r}{hint}")
+        return super().resolve_command(ctx, args)
+
+
+def without_name(message: str, name: str) -> str:
+    """``message`` without a leading ``name``, for a line that already starts with it:
+    ``"x.png: no ink found"`` → ``"no ink found"``; ``"x.png is empty"`` → ``"it is empty"``."""
+    if message.startswith(f"{name}: "):
+        return message[len(name) + 2 :]
+    if message.startswith(f"{name} "):
+        return "it" + message[len(name) :]
+    return message
 
 
 def data_dir_option(f: F) -> F:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 import os
 import platform
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 import numpy as np
@@ -16,8 +15,9 @@ import numpy as np
 from ..backends import backend_status, get_backend
 from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
-from ..errors import PyfluxError
-from ..recipes import RECIPES
+from ..errors import PyfluxError, TrainingInterrupted
+from ..picture_files import check_chart_output, check_grid_output
+from ..recipes import RECIPES, recipe_label, recipe_overrides
 from ..spec import Recipe
 from ..userpaths import escape
 from ..version import __version__
@@ -29,15 +29,12 @@ from .common import (
     json_option,
     offline_option,
 )
+from .progress import StepProgress
 
 if TYPE_CHECKING:
     from ..checkpoint import Checkpoint
     from ..mnist import MnistData
     from ..training import TrainResult
-
-
-def _bar(total: int, label: str):
-    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True)
 
 
 @click.command()
@@ -56,7 +53,11 @@ def _bar(total: int, label: str):
     "--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write the model (.npz)."
 )
 @click.option(
-    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write the loss curve (PNG)."
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the loss curve (.png, .jpg, .svg or .pdf; needs matplotlib).",
 )
 @click.option(
     "--checkpoint",
@@ -117,8 +118,9 @@ def train(
     _check_distinct(save_path=save_path, plot_path=plot_path, checkpoint_path=checkpoint_path)
     check_writable(save_path, "model")
     check_writable(plot_path, "plot")
+    check_chart_output(plot_path, "--plot")
     check_writable(checkpoint_path, "checkpoint")
-    get_backend(run.backend).check_recipe(run.recipe)  # unknown, unavailable or unable: before the data
+    get_backend(run.backend, run.recipe)  # unknown, unable or unavailable: said before the data loads
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
     result = _train_with_progress(run, data, checkpoint_path, checkpoint_every or 0)
     if len(result.losses) > 1 and result.final_loss > result.losses[0]:
@@ -177,14 +179,8 @@ def _train_with_progress(
     """``training.train`` with a progress bar on stderr."""
     from ..training import train as train_fn
 
-    label = f"{run.recipe.name} [{run.backend}]"
-    with _bar(0, label) as bar:
-
-        def on_progress(done: int, total: int, loss: float) -> None:
-            bar.length = total
-            bar.label = f"{label} loss {loss:.4f}"
-            bar.update(done - bar.pos)
-
+    on_progress = StepProgress(f"{run.recipe.name} [{run.backend}]")
+    try:
         return train_fn(
             run.recipe,
             run.backend,
@@ -195,6 +191,12 @@ def _train_with_progress(
             checkpoint_every=checkpoint_every,
             resume=run.checkpoint,
         )
+    except TrainingInterrupted as e:
+        if e.checkpoint is not None:
+            raise
+        raise e.with_advice("(train with --checkpoint PATH to be able to resume)") from None
+    finally:
+        on_progress.close()
 
 
 def _report(result: TrainResult, save_path: str | None, plot_path: str | None, as_json: bool) -> None:
@@ -204,7 +206,7 @@ def _report(result: TrainResult, save_path: str | None, plot_path: str | None, a
         s.update(saved=save_path, plot=plot_path)
         echo_json(s)
         return
-    click.echo(f"recipe         {s['recipe']}  (backend {s['backend']}, seed {result.seed})")
+    click.echo(f"recipe         {recipe_label(result.recipe)}  (backend {s['backend']}, seed {result.seed})")
     click.echo(f"steps          {s['steps']}  in {s['seconds']:.1f} s")
     click.echo(f"final loss     {s['final_loss']:.4f}")
     click.echo(f"train accuracy {s['train_accuracy']:.4f}")
@@ -230,7 +232,7 @@ def _check_resume_options(ctx: click.Context, ck: Checkpoint, backend: str, seed
         clashes.append("--backend")
     if clashes:
         raise PyfluxError(
-            f"--resume continues the checkpoint's run (recipe {ck.recipe.name}, seed {ck.seed}, "
+            f"--resume continues the checkpoint's run (recipe {recipe_label(ck.recipe)}, seed {ck.seed}, "
             f"backend {ck.backend}); drop {', '.join(clashes)}"
         )
 
@@ -297,7 +299,13 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
             last[0] = now
             click.echo(f"loss(X, Y) = {loss:.6f}   (step {done}/{total})")
 
-    result = train_fn("flux-tutorial", backend, data, 0, on_progress=evalcb)
+    try:
+        result = train_fn("flux-tutorial", backend, data, 0, on_progress=evalcb)
+    except TrainingInterrupted as e:
+        raise e.with_advice(
+            "(the tutorial always starts from the beginning; for a run you can stop and resume: "
+            "pyflux-mnist train --checkpoint PATH)"
+        ) from None
     click.echo(f"loss(X, Y) = {result.final_loss:.6f}   (step {len(result.losses)}/{len(result.losses)})")
     click.echo(f"accuracy(X, Y) = {result.train_accuracy:.4f}")
     click.echo(f"accuracy(tX, tY) = {result.test_accuracy:.4f}   (test set)")
@@ -308,7 +316,10 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
 @data_dir_option
 @offline_option
 @click.option(
-    "--confusion", type=click.Path(dir_okay=False), default=None, help="Write a confusion matrix PNG."
+    "--confusion",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the confusion matrix (.png, .jpg, .svg or .pdf; needs matplotlib).",
 )
 @click.option(
     "--errors",
@@ -326,6 +337,8 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     model = load_model(model_path)
     check_writable(confusion, "confusion matrix")
     check_writable(errors_path, "error grid")
+    check_chart_output(confusion, "--confusion")
+    check_grid_output(errors_path, "--errors")
     data = load_mnist(data_dir, offline=offline or None, verify=False)
     pred = model.predict(data.test_images)
     labels = data.test_labels
@@ -342,6 +355,7 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     out = {
         "model": model_path,
         "recipe": model.recipe.name,
+        "overrides": recipe_overrides(model.recipe),
         "trained_with": model.meta.get("backend"),
         "test_accuracy": acc,
         "per_class_accuracy": per_class,
@@ -350,7 +364,7 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     if as_json:
         echo_json(out)
         return
-    about = f"recipe {model.recipe.name}, trained with {out['trained_with']}"
+    about = f"recipe {recipe_label(model.recipe)}, trained with {out['trained_with']}"
     click.echo(escape(f"model          {model_path}  ({about})"))
     click.echo(f"test accuracy  {acc:.4f}  ({out['errors']} of {len(labels)} wrong)")
     click.echo("per digit      " + "  ".join(f"{d}:{a:.3f}" for d, a in per_class.items()))
@@ -364,24 +378,43 @@ def blas_info() -> list[dict]:
     return [{k: lib[k] for k in keys} for lib in blas_libraries()]
 
 
-@click.command()
-@json_option()
-def info(as_json: bool) -> None:
-    """Package version, which backends can run here (and why not), BLAS, threads and every setting."""
-    from .. import settings
-    from ..backends import backend_details
+def model_info(path: str) -> dict[str, Any]:
+    """What ``info MODEL`` shows: the recipe and what was changed in it, sizes, who trained it, how well."""
+    from ..model import load_model
 
+    model = load_model(path)
+    keys = ("backend", "seed", "steps", "final_loss", "train_accuracy", "test_accuracy", "package_version")
+    return {
+        "path": path,
+        "recipe": model.recipe.name,
+        "overrides": recipe_overrides(model.recipe),
+        "sizes": list(model.spec.sizes),
+        **{k: model.meta.get(k) for k in keys},
+        "description": repr(model),
+    }
+
+
+@click.command()
+@click.argument("model_path", required=False, type=click.Path(dir_okay=False))
+@json_option()
+def info(model_path: str | None, as_json: bool) -> None:
+    """Package version, which backends can run here (and why not), BLAS, threads and every setting; with
+    MODEL, what that model file holds (its recipe and any changes to it, who trained it, its accuracy)."""
+    from .. import settings
+    from ..backends import backend_detail_lines, backend_details
+
+    model = model_info(model_path) if model_path else None
     status = backend_status()
-    details = backend_details()
-    out = {
+    out: dict[str, Any] = {
         "version": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "backends": {name: ("available" if r is None else f"unavailable: {r}") for name, r in status.items()},
-        "backend_details": {name: d for name, d in details.items() if d},
+        "backend_details": {name: d for name, d in backend_details().items() if d},
         "blas": blas_info(),
+        **({"model": model} if model else {}),
         "settings": settings.current(),
     }
     if as_json:
@@ -391,14 +424,19 @@ def info(as_json: bool) -> None:
     click.echo(f"platform     {out['platform']}, {out['cpu_count']} CPUs")
     for name, state in out["backends"].items():
         click.echo(f"backend      {name:<6} {state}")
-    for name, detail in out["backend_details"].items():
-        for key, value in detail.items():
-            click.echo(f"{name:<12} {key}: {value}")
+    for name, line in backend_detail_lines().items():
+        click.echo(f"{name:<12} {line}")
     for lib in out["blas"]:
         click.echo("blas         " + ", ".join(f"{k}={v}" for k, v in lib.items()))
     for setting in settings.SETTINGS:
         value = out["settings"][setting.name]
         click.echo(f"setting      {setting.name}={'' if value is None else value}  # {setting.doc}")
+    if model:
+        click.echo(f"model        {model_path}: {model['description']}")
+        click.echo(
+            f"             seed {model['seed']}, {model['steps']} steps, written by pyflux-mnist "
+            f"{model['package_version']}"
+        )
 
 
 COMMANDS = [train, tutorial, evaluate, info]

@@ -157,7 +157,7 @@ def train(
     if plot_path:
         from ..pictures import loss_curve_png
 
-        loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, title=r.name)
+        loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, model=result.model)
     if as_json:
         summary = result.summary()
         summary.update(saved=save_path, plot=plot_path)
@@ -294,11 +294,11 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     if confusion:
         from ..pictures import confusion_png
 
-        confusion_png(labels, pred, confusion)
+        confusion_png(labels, pred, confusion, model=model)
     if errors_path:
         from ..pictures import errors_png
 
-        errors_png(data.test_images, labels, pred, errors_path)
+        errors_png(data.test_images, labels, pred, errors_path, model=model)
     out = {
         "model": model_path,
         "recipe": model.recipe.name,

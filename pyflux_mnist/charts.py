@@ -169,10 +169,10 @@ def confusion_chart(m: np.ndarray, path: str | os.PathLike[str], model: Any = No
         ax.set_xlabel("predicted digit")
         ax.set_ylabel("true digit")
         fig.suptitle("Confusion matrix" + (f": {model_name(model)}" if model is not None else ""))
-        details = model_details(model) if model is not None else ""
+        backend = (getattr(model, "meta", None) or {}).get("backend")
         ax.set_title(
-            " · ".join(p for p in (details, f"{acc:.2%} of {m.sum()} digits correct (diagonal)") if p)
-            + "\nerrors in bold",
+            (f"{backend} backend · " if backend else "")
+            + f"{acc:.2%} of {m.sum()} digits correct (the diagonal)\nerrors in bold",
             color="#464646",
         )
         ticks = [0] + [10**k for k in range(int(np.log10(max(m.max(), 1))) + 1)]

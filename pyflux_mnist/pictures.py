@@ -111,7 +111,9 @@ class GridLayout:
 
     @property
     def caption(self) -> int:
-        return self.caption_lines * _line_h(CAPTION_PX) + (2 if self.caption_lines else 0)
+        return self.caption_lines * _line_h(CAPTION_PX) + (
+            6 if self.caption_lines else 0
+        )  # room for descenders
 
     @property
     def cell_w(self) -> int:

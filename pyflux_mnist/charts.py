@@ -9,15 +9,18 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import PyfluxError
 from .picture_files import model_details, model_name, save_picture
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 FONT_PT = 12  # 16.7 px at 100 dpi
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "font.size": FONT_PT,
     "axes.titlesize": FONT_PT,
     "axes.labelsize": FONT_PT,

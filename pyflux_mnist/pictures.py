@@ -52,12 +52,10 @@ LINE = 1.3  # line height / font size
 MIN_WIDTH = 560  # a title needs room even over a grid of three digits
 
 
-def _font(size: int) -> Any:
-    """Pillow's bundled scalable font at ``size`` px (Pillow ≥ 10.1 with FreeType)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed 11 px bitmap font
-        return ImageFont.load_default()
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled scalable font (Aileron) at ``size`` px; Pillow ≥ 10.1 built with FreeType, as
+    every wheel is, has it."""
+    return ImageFont.load_default(size=size)
 
 
 def _text_width(text: str, size: int) -> float:

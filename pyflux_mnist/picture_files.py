@@ -21,14 +21,14 @@ from .errors import PyfluxError
 
 #: Suffix → format name (Pillow's and matplotlib's spelling differ only in case).
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".svg": "SVG", ".pdf": "PDF"}
-SUFFIXES = ", ".join(FORMATS)
+SUFFIXES = ", ".join(list(FORMATS)[:-1]) + f" or {list(FORMATS)[-1]}"
 
 
 def picture_format(path: str | os.PathLike[str]) -> str:
     """``PNG``, ``JPEG``, ``SVG`` or ``PDF`` from the file name's suffix; any other suffix is an error."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        named = f"its suffix {Path(path).suffix!r}" if suffix else "no suffix"
+        named = f"{Path(path).suffix} is not a picture format written here" if suffix else "no suffix"
         raise PyfluxError(f"cannot write the picture {path}: {named}; name it {SUFFIXES}")
     return FORMATS[suffix]
 

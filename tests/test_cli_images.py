@@ -102,3 +102,20 @@ def test_evaluate_pictures_in_the_formats_named(tmp_path, model_path, mnist_dir)
     svg = conf.read_text()
     assert "<svg" in svg[:400] and "Confusion matrix: flux-tutorial" in svg.replace("&#45;", "-")
     assert errs.read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "samples", "-o", "{tmp}/s.gif"],
+        ["show", "weights", "{model}", "-o", "{tmp}/w.bmp"],
+        ["evaluate", "{model}", "--confusion", "{tmp}/c.png", "--errors", "{tmp}/e"],
+        ["backquery", "{model}", "-o", "{tmp}/b.tiff"],
+    ],
+)
+def test_picture_commands_refuse_a_suffix_before_any_work(tmp_path, model_path, args, monkeypatch):
+    monkeypatch.setenv("PYFLUX_MNIST_DATA", str(tmp_path / "no-data-here"))  # reached only after the check
+    args = [a.format(tmp=tmp_path, model=model_path) for a in args]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and r.output.startswith("Error: cannot write the picture"), r.output
+    assert list(tmp_path.iterdir()) == []

@@ -124,9 +124,10 @@ def show() -> None:
 def samples(split, count, output, data_dir, offline) -> None:
     """A labelled grid of the first N MNIST digits."""
     from ..mnist import load_mnist
-    from ..pictures import samples_png
+    from ..pictures import picture_format, samples_png
 
     check_writable(output, "samples picture")
+    picture_format(output)
     data = load_mnist(data_dir, offline=offline or None, verify=False)
     images, labels = (
         (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
@@ -142,10 +143,11 @@ def samples(split, count, output, data_dir, offline) -> None:
 def weights(model_path, output, max_units) -> None:
     """The first layer's weights of each hidden unit as a 28x28 image (orange positive, blue negative)."""
     from ..model import load_model
-    from ..pictures import weights_png
+    from ..pictures import picture_format, weights_png
 
     model = load_model(model_path)
     check_writable(output, "weights picture")
+    picture_format(output)
     if model.spec.n_layers < 1:
         raise PyfluxError("the model has no layers")
     weights_png(model, output, max_units)

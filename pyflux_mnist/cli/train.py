@@ -54,7 +54,11 @@ def _bar(total: int, label: str):
     "--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write the model (.npz)."
 )
 @click.option(
-    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write the loss curve (PNG)."
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the loss curve (.png, .jpg, .svg or .pdf).",
 )
 @click.option(
     "--checkpoint",
@@ -268,14 +272,17 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
 @data_dir_option
 @offline_option
 @click.option(
-    "--confusion", type=click.Path(dir_okay=False), default=None, help="Write a confusion matrix PNG."
+    "--confusion",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the confusion matrix (.png, .jpg, .svg or .pdf).",
 )
 @click.option(
     "--errors",
     "errors_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write a grid of misclassified test digits (PNG).",
+    help="Write a grid of misclassified test digits (.png, .jpg, .svg or .pdf).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> None:
@@ -286,6 +293,11 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     model = load_model(model_path)
     check_writable(confusion, "confusion matrix")
     check_writable(errors_path, "error grid")
+    from ..picture_files import picture_format
+
+    for picture in (confusion, errors_path):
+        if picture:
+            picture_format(picture)
     data = load_mnist(data_dir, offline=offline or None, verify=False)
     pred = model.predict(data.test_images)
     labels = data.test_labels

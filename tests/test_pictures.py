@@ -250,3 +250,18 @@ def test_missing_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
 def test_unwritable_path(tmp_path):
     with pytest.raises(PyfluxError, match="cannot write"):
         pictures.samples_png(np.zeros((1, 28, 28), np.uint8), np.zeros(1), tmp_path / "no" / "x.png")
+
+
+def test_grid_svg_holds_the_same_pixels(tmp_path, mnist):
+    import base64
+    import io
+    import re
+
+    grid = pictures.samples_png(mnist.train_images, mnist.train_labels, tmp_path / "s.svg", n=4)
+    svg = (tmp_path / "s.svg").read_text()
+    w, h = grid.image.size
+    assert f'width="{w}" height="{h}"' in svg
+    data = re.search(r'href="data:image/png;base64,([^"]+)"', svg)
+    assert data is not None
+    embedded = Image.open(io.BytesIO(base64.b64decode(data.group(1))))
+    assert np.array_equal(np.asarray(embedded), np.asarray(grid.image))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import PyfluxError
-from .picture_files import model_details, model_name, save_picture
+from .picture_files import NO_MATPLOTLIB, model_details, model_name, save_picture
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -40,9 +40,7 @@ def _figure(width: float, height: float) -> Iterator[Any]:
         import matplotlib
         from matplotlib.figure import Figure
     except ImportError:
-        raise PyfluxError(
-            "charts need matplotlib, which is not installed: pip install 'pyflux-mnist[plots]'"
-        ) from None
+        raise PyfluxError(NO_MATPLOTLIB) from None
     with matplotlib.rc_context(STYLE):
         yield Figure(figsize=(width, height), dpi=100, layout="constrained")
 
@@ -80,7 +78,7 @@ def loss_curve_png(
     y = np.asarray(losses, dtype=np.float64)
     if y.size == 0:
         raise PyfluxError("no losses to plot")
-    recipe = title or (model.recipe.name if model is not None else "")
+    recipe = title or (model_name(model) if model is not None else "")
     with _figure(8, 4.8) as fig:
         ax = fig.add_subplot()
         x = np.arange(1, len(y) + 1)

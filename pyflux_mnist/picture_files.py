@@ -1,14 +1,16 @@
-"""Picture files in the format their suffix names (PNG, JPEG, SVG, PDF), written atomically; and the
-words every picture's title carries about its model.
+"""What a picture's file name promises: the format its suffix names (PNG, JPEG, SVG, PDF), checked before
+any work and kept when writing; and the words every picture's title carries about its model.
 
 Digit grids are Pillow images and charts are matplotlib figures; both go through :func:`save_picture`, so
-``--plot loss.jpg`` writes a JPEG and ``-o weights.svg`` an SVG. :func:`picture_format` refuses any other
-suffix with one line, and the CLI calls it before a long run so that no run is lost to a bad name.
+``--plot loss.jpg`` writes a JPEG and ``-o weights.svg`` an SVG. The CLI checks a name
+(:func:`check_chart_output`, :func:`check_grid_output`) before a long run, so that no run is lost to a
+suffix we cannot write or to a missing matplotlib.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import os
 from pathlib import Path
@@ -19,29 +21,55 @@ from PIL import Image
 from .atomic import atomic_write
 from .errors import PyfluxError
 
-#: Suffix → format name (Pillow's and matplotlib's spelling differ only in case).
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".svg": "SVG", ".pdf": "PDF"}
-SUFFIXES = ", ".join(list(FORMATS)[:-1]) + f" or {list(FORMATS)[-1]}"
+#: Suffix → matplotlib's format name; no suffix means PNG. Charts and digit grids take the same ones.
+CHART_FORMATS = {"": "png", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
+GRID_FORMATS = CHART_FORMATS
+NO_MATPLOTLIB = "charts need matplotlib, which is not installed: pip install 'pyflux-mnist[plots]'"
 
 
-def picture_format(path: str | os.PathLike[str]) -> str:
-    """``PNG``, ``JPEG``, ``SVG`` or ``PDF`` from the file name's suffix; any other suffix is an error."""
+def _format(path: str | os.PathLike[str], formats: dict[str, str], what: str, option: str) -> str:
     suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        named = f"{Path(path).suffix} is not a picture format written here" if suffix else "no suffix"
-        raise PyfluxError(f"cannot write the picture {path}: {named}; name it {SUFFIXES}")
-    return FORMATS[suffix]
+    if suffix not in formats:
+        names = ", ".join(sorted({s for s in formats if s}))
+        where = f"{option} " if option else ""
+        raise PyfluxError(f"{where}{path}: {what} can be written as {names}, not {suffix}")
+    return formats[suffix]
+
+
+def chart_format(path: str | os.PathLike[str], option: str = "") -> str:
+    """matplotlib's name for the format ``path``'s suffix asks for ('png', 'jpeg', 'svg', 'pdf')."""
+    return _format(path, CHART_FORMATS, "a chart", option)
+
+
+def picture_format(path: str | os.PathLike[str], option: str = "") -> str:
+    """The same for any picture, chart or digit grid."""
+    return _format(path, GRID_FORMATS, "a picture", option)
+
+
+def check_chart_output(path: str | os.PathLike[str] | None, option: str) -> None:
+    """Before the work: the suffix is one we write, and matplotlib is installed."""
+    if path is None:
+        return
+    chart_format(path, option)
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PyfluxError(f"{option} {path}: {NO_MATPLOTLIB}")
+
+
+def check_grid_output(path: str | os.PathLike[str] | None, option: str) -> None:
+    """Before the work: a digit grid's suffix is one we write."""
+    if path is not None:
+        _format(path, GRID_FORMATS, "a digit grid", option)
 
 
 def _pillow_bytes(img: Image.Image, fmt: str) -> bytes:
     """The image encoded as ``fmt``; SVG embeds the PNG, drawn with sharp pixels at its own size."""
     buf = io.BytesIO()
     rgb = img.convert("RGB")
-    if fmt == "JPEG":
+    if fmt == "jpeg":
         rgb.save(buf, "JPEG", quality=95, subsampling=0)
-    elif fmt == "PDF":
+    elif fmt == "pdf":
         rgb.save(buf, "PDF", resolution=96.0)
-    elif fmt == "SVG":
+    elif fmt == "svg":
         png = io.BytesIO()
         rgb.save(png, "PNG")
         w, h = rgb.size
@@ -69,7 +97,7 @@ def save_picture(picture: Image.Image | Any, path: str | os.PathLike[str]) -> st
 
         FigureCanvasAgg(picture)
         buf = io.BytesIO()
-        picture.savefig(buf, format=fmt.lower(), metadata=_no_dates(fmt))
+        picture.savefig(buf, format=fmt, metadata=_no_dates(fmt))
         data = buf.getvalue()
     try:
         with atomic_write(path) as f:
@@ -81,7 +109,7 @@ def save_picture(picture: Image.Image | Any, path: str | os.PathLike[str]) -> st
 
 def _no_dates(fmt: str) -> dict[str, Any] | None:
     """Leave out the creation date matplotlib writes into SVG and PDF: the same figure, the same bytes."""
-    return {"SVG": {"Date": None}, "PDF": {"CreationDate": None}}.get(fmt)
+    return {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
 
 
 # --- what every title says about the model ------------------------------------------------------------
@@ -99,8 +127,14 @@ def model_details(model: Any) -> str:
 
 
 def model_name(model: Any) -> str:
-    """The recipe's name (``a model`` for an object without one)."""
+    """The recipe's name with what was changed in it (``flux-tutorial (hidden 64)``); ``a model`` for an
+    object without a recipe."""
+    from .recipes import recipe_label
+    from .spec import Recipe
+
     recipe = getattr(model, "recipe", None)
+    if isinstance(recipe, Recipe):
+        return recipe_label(recipe)
     return str(recipe.name) if recipe is not None else "a model"
 
 

@@ -64,7 +64,7 @@ def test_rashid_backquery_matches_the_tutorial_code(rashid_model):
         assert np.allclose(imgs[label].ravel(), (inputs - 0.01) / 0.98, atol=1e-5)
     assert imgs.min() >= 0 and imgs.max() <= 1
     # Most of the pictures are read back as their own digit (a 3000-step network: measured 9 of 10).
-    assert np.sum(rashid_model.predict(imgs * 255) == np.arange(10)) >= 7
+    assert np.sum(rashid_model.predict(imgs) == np.arange(10)) >= 7
 
 
 def test_digit_prior_is_learned_without_labels(mnist, prior):
@@ -82,9 +82,9 @@ def test_prior_backqueries_are_read_as_their_digit_by_an_independent_model(
     imgs, method = bq.backquery(small_model, prior=prior)
     assert method == "prior" and imgs.shape == (10, 28, 28) and imgs.dtype == np.float32
     assert imgs.min() >= 0 and imgs.max() <= 1
-    assert np.array_equal(small_model.predict(imgs * 255), np.arange(10))
+    assert np.array_equal(small_model.predict(imgs), np.arange(10))
     # Another recipe, seed and set of training digits reads every picture as the digit asked for...
-    assert np.array_equal(other_model.predict(imgs * 255), np.arange(10))
+    assert np.array_equal(other_model.predict(imgs), np.arange(10))
     # ...and so does the plainest judge: each picture is closest to the mean training digit of its class,
     # much closer than the prior-free pictures (which people do not read as digits: docs/images.md).
     sim = _class_mean_similarity(mnist, imgs)
@@ -105,7 +105,7 @@ def test_optimised_inputs_are_read_as_their_digit(small_model):
     imgs, method = bq.backquery(small_model, "optimise", steps=150)
     assert method == "optimise" and imgs.shape == (10, 28, 28)
     assert imgs.min() >= 0 and imgs.max() <= 1
-    p = small_model.probabilities(imgs * 255)
+    p = small_model.probabilities(imgs)
     assert np.array_equal(np.argmax(p, axis=1), np.arange(10))
     assert np.all(p[np.arange(10), np.arange(10)] > 0.5)  # a 40-step model; 1.00 with 200 steps
     # The priors keep them sparse and smooth, like digits, not saturated noise.
@@ -116,7 +116,7 @@ def test_optimised_inputs_are_read_as_their_digit(small_model):
 def test_panel_picture(tmp_path, small_model, prior):
     imgs, method = bq.backquery(small_model, prior=prior, steps=50)
     path = tmp_path / "bq.png"
-    p = small_model.probabilities(imgs * 255)
+    p = small_model.probabilities(imgs)
     wrong = p.copy()
     wrong[4] = np.roll(wrong[4], 1)  # a reader that sees a 5 in panel 4
     grid = pictures.backquery_png(imgs, path, method, small_model, [("self", p), ("other", wrong)])

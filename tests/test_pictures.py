@@ -38,8 +38,8 @@ class FakeModel:
 def test_model_summary_names_recipe_backend_and_accuracy(small_model):
     assert pictures.model_summary(FakeModel()) == "flux-tutorial · numpy backend · test accuracy 92.27%"
     assert pictures.model_summary(FakeModel(meta={})) == "flux-tutorial"
-    s = pictures.model_summary(small_model)
-    assert s.startswith("flux-tutorial · numpy backend · test accuracy ") and s.endswith("%")
+    s = pictures.model_summary(small_model)  # trained for 40 steps: the override is named (item 10)
+    assert s.startswith("flux-tutorial (steps 40) · numpy backend · test accuracy ") and s.endswith("%")
 
 
 def test_samples_grid_panels_captions_and_title(tmp_path, mnist):
@@ -223,13 +223,19 @@ def test_pictures_are_written_in_the_format_their_suffix_names(tmp_path, suffix,
 
 
 def test_unknown_picture_suffix_is_refused_before_writing(tmp_path):
-    for name in ("x.gif", "x", "x.png.txt"):
-        with pytest.raises(PyfluxError, match=r"name it \.png, \.jpg, \.jpeg, \.svg or \.pdf$"):
+    for name in ("x.gif", "x.png.txt", "x.bmp"):
+        suffix = (tmp_path / name).suffix
+        with pytest.raises(
+            PyfluxError, match=rf"a picture can be written as .jpeg, .jpg, .pdf, .png, .svg, not \{suffix}$"
+        ):
             pictures.picture_format(tmp_path / name)
-        with pytest.raises(PyfluxError, match="cannot write the picture"):
+        with pytest.raises(PyfluxError, match=rf"not \{suffix}$"):
             pictures.samples_png(np.zeros((1, 28, 28), np.uint8), np.zeros(1), tmp_path / name)
         assert not (tmp_path / name).exists()
-    assert pictures.picture_format("A.JPG") == "JPEG"
+    assert pictures.picture_format("A.JPG") == "jpeg"
+    assert pictures.picture_format("plain") == "png"  # no suffix: PNG
+    pictures.samples_png(np.zeros((1, 28, 28), np.uint8), np.zeros(1), tmp_path / "plain")
+    assert (tmp_path / "plain").read_bytes().startswith(b"\x89PNG")
 
 
 def test_missing_matplotlib_is_a_clear_error(tmp_path, monkeypatch):

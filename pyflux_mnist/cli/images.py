@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
 from ..errors import PyfluxError
-from .common import ERROR_EXIT, data_dir_option, echo_json, offline_option
+from ..picture_files import check_grid_output
+from ..userpaths import escape
+from .common import ERROR_EXIT, SuggestingGroup, data_dir_option, echo_json, offline_option, without_name
 from .train import check_writable
 
 
@@ -16,7 +19,10 @@ from .train import check_writable
 @click.argument("model_path", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print a JSON list: path and label + probabilities, or error."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list: path, label and the --top probabilities by digit; or path and error.",
 )
 @click.option(
     "--save-preprocessed",
@@ -25,7 +31,13 @@ from .train import check_writable
     default=None,
     help="Write the 28x28 digit the model saw for each image into this folder.",
 )
-@click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True, help="Probabilities shown.")
+@click.option(
+    "--top",
+    type=click.IntRange(1, 10),
+    default=3,
+    show_default=True,
+    help="Probabilities shown (also in --json).",
+)
 @click.pass_context
 def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     """Predict the digit in each IMAGE (PNG, JPEG, GIF, BMP, TIFF; photos or drawings).
@@ -40,16 +52,27 @@ def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     model = load_model(model_path)
     results = predict_files(model, images, top=top, save_dir=save_dir)
     if as_json:
-        echo_json([{k: v for k, v in r.items() if k != "top"} for r in results])
+        echo_json([_json_result(r) for r in results])
     else:
         for r in results:
             if "error" in r:
-                click.echo(f"{r['path']}: error: {r['error']}")
+                click.echo(escape(f"{r['path']}: error: {without_name(r['error'], r['path'])}"))
                 continue
             shown = "  ".join(f"{k}: {p:.3f}" for k, p in r["top"])
-            click.echo(f"{r['path']}: {r['label']}   ({shown})")
-    if any("error" in r for r in results):
+            click.echo(escape(f"{r['path']}: {r['label']}   ({shown})"))
+    for r in results:
+        if "save_error" in r:
+            click.echo(escape(f"Error: {r['save_error']}"), err=True)
+    if any("error" in r or "save_error" in r for r in results):
         ctx.exit(ERROR_EXIT)
+
+
+def _json_result(r: dict[str, Any]) -> dict[str, Any]:
+    """``{"path", "label", "probabilities": {digit: p}}`` with the --top most probable digits, most
+    probable first (``--top 10`` gives all ten), or ``{"path", "error"}``."""
+    if "error" in r:
+        return r
+    return {"path": r["path"], "label": r["label"], "probabilities": {str(k): p for k, p in r["top"]}}
 
 
 @click.command()
@@ -85,12 +108,12 @@ def backquery(model_path, output, method, checkers, data_dir, offline) -> None:
     from ..backquery import backquery as run_backquery
     from ..backquery import digit_prior, method_for
     from ..model import load_model
-    from ..pictures import backquery_png, picture_format
+    from ..pictures import backquery_png
 
     model = load_model(model_path)
     others = [load_model(p) for p in checkers]
     check_writable(output, "back-query picture")
-    picture_format(output)
+    check_grid_output(output, "-o")
     used = method_for(model.spec) if method == "auto" else method
     prior = None
     if used == "prior":
@@ -98,9 +121,9 @@ def backquery(model_path, output, method, checkers, data_dir, offline) -> None:
 
         prior = digit_prior(load_mnist(data_dir, offline=offline or None, verify=False).train_images)
     images, used = run_backquery(model, used, prior=prior)
-    readers = [("self", model.probabilities(images * 255))]
+    readers = [("self", model.probabilities(images))]  # floats in [0, 1]
     for path, other in zip(checkers, others, strict=True):
-        readers.append((Path(path).stem, other.probabilities(images * 255)))
+        readers.append((Path(path).stem, other.probabilities(images)))
     backquery_png(images, output, used, model=model, readers=readers)
     click.echo(f"back-query ({used}) written to {output}")
     for name, p in readers:
@@ -110,7 +133,7 @@ def backquery(model_path, output, method, checkers, data_dir, offline) -> None:
         click.echo(f"{who} reads them as {' '.join(str(int(k)) for k in read)}  ({agree} of 10 its digit)")
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def show() -> None:
     """Pictures: MNIST samples, first-layer weights."""
 
@@ -124,10 +147,10 @@ def show() -> None:
 def samples(split, count, output, data_dir, offline) -> None:
     """A labelled grid of the first N MNIST digits."""
     from ..mnist import load_mnist
-    from ..pictures import picture_format, samples_png
+    from ..pictures import samples_png
 
     check_writable(output, "samples picture")
-    picture_format(output)
+    check_grid_output(output, "-o")
     data = load_mnist(data_dir, offline=offline or None, verify=False)
     images, labels = (
         (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
@@ -143,11 +166,11 @@ def samples(split, count, output, data_dir, offline) -> None:
 def weights(model_path, output, max_units) -> None:
     """The first layer's weights of each hidden unit as a 28x28 image (orange positive, blue negative)."""
     from ..model import load_model
-    from ..pictures import picture_format, weights_png
+    from ..pictures import weights_png
 
     model = load_model(model_path)
     check_writable(output, "weights picture")
-    picture_format(output)
+    check_grid_output(output, "-o")
     if model.spec.n_layers < 1:
         raise PyfluxError("the model has no layers")
     weights_png(model, output, max_units)

@@ -184,7 +184,9 @@ class _Picture:
         opaque = "A" not in img.getbands() and not (img.mode == "P" and "transparency" in img.info)
         if opaque and img.mode in ("P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
             rgb = img.convert("RGB")
-            self.rgb = np.asarray(rgb if rgb.size == self.size else rgb.resize(self.size, Image.Resampling.BOX))
+            if rgb.size != self.size:
+                rgb = rgb.resize(self.size, Image.Resampling.BOX)
+            self.rgb = np.asarray(rgb)
 
     def grey(self) -> np.ndarray:
         """``(H, W)`` float32 grey 0..255 (colour by luminance or the most contrasting colour axis)."""
@@ -378,7 +380,8 @@ def _straighten(pic: _Picture, sheet: Sheet) -> tuple[np.ndarray, np.ndarray]:
     f = min(1.0, WORK_SIDE / max(crop.size))
     size = (max(1, round(crop.size[0] * f)), max(1, round(crop.size[1] * f)))
     crop = crop.resize(size, Image.Resampling.BOX)
-    inside = np.asarray(Image.fromarray(mask.astype(np.float32), "F").resize(size, Image.Resampling.BOX)) > 0.99
+    cover = Image.fromarray(mask.astype(np.float32), "F").resize(size, Image.Resampling.BOX)
+    inside = np.asarray(cover) > 0.99
     r = max(2, round(SHEET_MARGIN * min(size)))
     inside = erode(np.pad(inside, r), r)[r:-r, r:-r]  # beyond the crop is desk: erode from there too
     a = np.asarray(crop, dtype=np.float32)

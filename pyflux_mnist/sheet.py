@@ -16,9 +16,10 @@ on a dark page, a screenshot) and read as before:
   edge (half of it within 2 % of the picture's size), not a gradient of the lighting.
 
 The angle comes from the sheet's edges (its convex hull, edges lying on the picture's border left out),
-as the direction (modulo 90°) that most of the outline's length agrees with, within 4°, averaged. The digit's own second moments are
-not used: MNIST's digits are slanted as people write them and were never deskewed, so a slant is a
-feature the network has learned, while the sheet's edges say how the *camera* was turned.
+as the direction (modulo 90°) that most of the outline's length agrees with, within 4°, averaged. The
+digit's own second moments are not used: MNIST's digits are slanted as people write them and were never
+deskewed, so a slant is a feature the network has learned, while the sheet's edges say how the *camera*
+was turned.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Sheet:
 
 
 def whiteness(rgb: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` colour or ``(H, W)`` grey → ``(H, W)`` float32: the smallest channel (paper is white in all)."""
+    """``(H, W, 3)`` colour or ``(H, W)`` grey → ``(H, W)`` float32: the smallest channel (white paper is
+    bright in all three)."""
     a = np.asarray(rgb)
     return (a.min(axis=2) if a.ndim == 3 else a).astype(np.float32)
 

@@ -25,7 +25,15 @@ KINDS = [
     "everything",  # all of the above at random strengths
 ]
 
-DESKS = [(150, 105, 60), (115, 75, 45), (190, 150, 100), (90, 90, 95), (45, 45, 50), (60, 80, 120), (70, 110, 80)]
+DESKS = [
+    (150, 105, 60),
+    (115, 75, 45),
+    (190, 150, 100),
+    (90, 90, 95),
+    (45, 45, 50),
+    (60, 80, 120),
+    (70, 110, 80),
+]
 PAPERS = [(245, 245, 240), (240, 232, 210), (225, 225, 225), (250, 250, 250)]
 PENS = [(25, 25, 30), (30, 45, 150), (90, 90, 95), (60, 20, 20)]
 
@@ -98,7 +106,8 @@ def _sheet(
     ink = np.asarray(Image.fromarray(digit).resize((d, d), Image.Resampling.BICUBIC), dtype=np.float32) / 255
     if pen_kind and rng.random() < 0.5:  # a thinner or thicker pen than MNIST's
         f = ImageFilter.MinFilter(3) if rng.random() < 0.5 else ImageFilter.MaxFilter(5)
-        ink = np.asarray(Image.fromarray(np.uint8(np.clip(ink, 0, 1) * 255)).filter(f), dtype=np.float32) / 255
+        pen_ink = Image.fromarray(np.uint8(np.clip(ink, 0, 1) * 255)).filter(f)
+        ink = np.asarray(pen_ink, dtype=np.float32) / 255
     ink = np.clip(ink, 0, 1)
     page = np.ones((sh, sw, 1), np.float32) * paper
     top = int(np.clip((sh - d) / 2 + rng.uniform(-0.1, 0.1) * sh, 0, sh - d))

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from desk_photos import KINDS, desk_photo  # noqa: E402
+from desk_photos import KINDS, desk_photo
 
-from pyflux_mnist import photo  # noqa: E402
-from pyflux_mnist.errors import ImageError  # noqa: E402
-from pyflux_mnist.mnist import load_mnist  # noqa: E402
-from pyflux_mnist.model import load_model  # noqa: E402
+from pyflux_mnist import photo
+from pyflux_mnist.errors import ImageError
+from pyflux_mnist.mnist import load_mnist
+from pyflux_mnist.model import load_model
 
 
 def read(model: object, images: list, labels: np.ndarray) -> tuple[float, int]:
@@ -68,8 +68,10 @@ def main() -> None:
     m = args.mnist
     raw = model.accuracy(x[:m], y[:m])
     piped, err = read(model, list(x[:m]), y[:m])
-    print(f"\nMNIST test digits ({m}): raw {raw:.4f}, through the pipeline {piped:.4f} ({err} errors), "
-          f"{100 * (piped - raw):+.2f} points")
+    print(
+        f"\nMNIST test digits ({m}): raw {raw:.4f}, through the pipeline {piped:.4f} ({err} errors), "
+        f"{100 * (piped - raw):+.2f} points"
+    )
     if args.timing:
         rng = np.random.default_rng(7)
         buf = io.BytesIO()
@@ -82,8 +84,10 @@ def main() -> None:
             photo.preprocess(path)
             times.append(time.perf_counter() - t)
         path.unlink()
-        print(f"12 MP JPEG ({len(buf.getvalue()) / 1e6:.1f} MB): median {np.median(times):.3f} s of 5 "
-              f"({', '.join(f'{s:.3f}' for s in times)})")
+        print(
+            f"12 MP JPEG ({len(buf.getvalue()) / 1e6:.1f} MB): median {np.median(times):.3f} s of 5 "
+            f"({', '.join(f'{s:.3f}' for s in times)})"
+        )
 
 
 if __name__ == "__main__":

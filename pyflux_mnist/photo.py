@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 from .raster import box_blur as _box_blur
@@ -317,6 +317,7 @@ class Trace:
     photo: np.ndarray  # (H, W) or (H, W, 3) uint8: the picture as read, at most DETAIL_SIDE
     sheet: Sheet | None  # the sheet found, in ``photo``'s pixels; None: the whole picture was used
     straightened: np.ndarray  # (h, w) float32 grey 0..255: the (turned back, cropped) part read
+    inside: np.ndarray | None  # (h, w) bool: the part of ``straightened`` searched for ink (None: all)
     ink_box: tuple[int, int, int, int]  # (x0, y0, x1, y1) of the digit's ink in ``straightened``
 
 
@@ -341,14 +342,14 @@ def trace(src: PathOrImage, *, strokes: bool = True, name: str | None = None) ->
     if sheet is None:
         g = _reduce(pic.grey(), WORK_SIDE)
         digit, box = _mnistify(g, strokes, label)
-        return Trace(digit, pic.shown(), None, g, box)
+        return Trace(digit, pic.shown(), None, g, None, box)
     g, inside = _straighten(pic, sheet)
     bg = _paper_light(g, inside)
     v = (bg - g) * (255 / np.maximum(bg, 8.0))  # ink darkens the paper by a fraction of its light
     v[~inside] = 0
     ink = _drop_specks(_ink(v, label, inside, " on the sheet"))
     digit, box = _finish(ink, strokes, label)
-    return Trace(digit, pic.shown(), sheet, g, box)
+    return Trace(digit, pic.shown(), sheet, g, inside, box)
 
 
 def _find_sheet(pic: _Picture) -> Sheet | None:
@@ -684,6 +685,67 @@ def _centre(digit: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+# --- showing the steps ----------------------------------------------------------------------------------
+
+
+def strip(t: Trace, height: int = 200) -> Image.Image:
+    """One RGB picture of the steps, left to right: the photo with the sheet's outline (red; none found:
+    the whole picture was read), the straightened crop with the digit's box (green), the 28×28 digit.
+
+    For a person to see where a prediction went wrong; :func:`preprocess_strip` makes it from a file.
+    """
+    pad, title = 8, 22
+    font = _font(14)
+    photo = Image.fromarray(t.photo).convert("RGB")
+    f = height / photo.size[1]
+    shown = photo.resize((max(1, round(photo.size[0] * f)), height), Image.Resampling.BOX)
+    draw = ImageDraw.Draw(shown)
+    if t.sheet is not None:
+        corners = [(float(x) * f, float(y) * f) for x, y in t.sheet.outline]
+        draw.line([*corners, corners[0]], fill=(230, 30, 30), width=3)
+    s = np.clip(np.rint(t.straightened), 0, 255).astype(np.uint8)
+    if t.inside is not None:  # what was not searched (the sheet's edge band, the desk) in flat grey
+        s = np.where(t.inside, s, np.uint8(150))
+    straight = Image.fromarray(s).convert("RGB")
+    g = height / straight.size[1]
+    straight = straight.resize((max(1, round(straight.size[0] * g)), height), Image.Resampling.BOX)
+    x0, y0, x1, y1 = (v * g for v in t.ink_box)
+    ImageDraw.Draw(straight).rectangle((x0 - 1, y0 - 1, x1, y1), outline=(30, 170, 60), width=2)
+    digit = Image.fromarray(t.digit).convert("RGB").resize((height, height), Image.Resampling.NEAREST)
+    if t.sheet is not None:
+        captions = (
+            "photo, sheet outlined",
+            f"sheet turned back {t.sheet.angle:+.1f}°",
+            "28x28 the model sees",
+        )
+    else:
+        captions = ("photo (no sheet found)", "read as a whole", "28x28 the model sees")
+    panels = [shown, straight, digit]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    slots = [max(p.size[0], round(measure.textlength(c, font=font)) + 6) for p, c in zip(panels, captions)]
+    out = Image.new("RGB", (sum(slots) + pad * (len(panels) + 1), height + title + 2 * pad), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    x = pad
+    for panel, caption, slot in zip(panels, captions, slots, strict=True):
+        out.paste(panel, (x + (slot - panel.size[0]) // 2, title + pad))
+        draw.text((x + slot / 2, pad + 2), caption, fill=(20, 20, 20), font=font, anchor="mt")
+        x += slot + pad
+    return out
+
+
+def preprocess_strip(src: PathOrImage, *, name: str | None = None) -> tuple[np.ndarray, Image.Image]:  # type: ignore[valid-type]
+    """A picture → the ``(28, 28)`` uint8 digit and its :func:`strip` (an RGB Pillow image), in memory."""
+    t = trace(src, name=name)
+    return t.digit, strip(t)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
 # --- predicting files ---------------------------------------------------------------------------------
 
 
@@ -696,18 +758,20 @@ def predict_files(
     """Preprocess and predict each file; one dict per file, with ``error`` instead of a result if it fails.
 
     ``{"path", "label", "probabilities" (10 floats), "top": [[label, p], ...]}`` or ``{"path", "error"}``.
-    With ``save_dir``, the 28×28 digit the model saw is written there as ``<name>.png``.
+    With ``save_dir``, the 28×28 digit the model saw is written there as ``<name>.png``, and the steps
+    (:func:`strip`: photo with the sheet outlined, straightened crop, 28×28) as ``<name>-strip.png``.
     """
     paths = [str(p) for p in paths]
-    digits: list[np.ndarray | None] = []
+    traces: list[Trace | None] = []
     results: list[dict[str, Any]] = []
     for p in paths:
         try:
-            digits.append(preprocess(p))
+            traces.append(trace(p))
             results.append({"path": p})
         except ImageError as e:
-            digits.append(None)
+            traces.append(None)
             results.append({"path": p, "error": str(e)})
+    digits = [t.digit if t is not None else None for t in traces]
     ok = [i for i, d in enumerate(digits) if d is not None]
     if ok:
         probs = model.probabilities(np.stack([digits[i] for i in ok]))
@@ -719,14 +783,14 @@ def predict_files(
                 top=[[int(k), float(pr[k])] for k in order],
             )
     if save_dir is not None:
-        _save_digits(save_dir, paths, digits, results)
+        _save_digits(save_dir, paths, traces, results)
     return results
 
 
 def _save_digits(
     save_dir: str | os.PathLike[str],
     paths: Sequence[str],
-    digits: Sequence[np.ndarray | None],
+    traces: Sequence[Trace | None],
     results: list[dict[str, Any]],
 ) -> None:
     folder = Path(save_dir)
@@ -735,15 +799,16 @@ def _save_digits(
     except OSError as e:
         raise ImageError(f"cannot create {folder}: {e.strerror or e}") from None
     used: set[str] = set()
-    for p, d, r in zip(paths, digits, results, strict=True):
-        if d is None:
+    for p, t, r in zip(paths, traces, results, strict=True):
+        if t is None:
             continue
         stem = Path(p).stem or "image"
-        name, k = f"{stem}.png", 1
-        while name in used:
+        base, k = stem, 1
+        while f"{base}.png" in used or f"{base}-strip.png" in used:
             k += 1
-            name = f"{stem}-{k}.png"
-        used.add(name)
-        out = folder / name
-        Image.fromarray(d, "L").save(out)
-        r["preprocessed"] = str(out)
+            base = f"{stem}-{k}"
+        used.update((f"{base}.png", f"{base}-strip.png"))
+        out, steps = folder / f"{base}.png", folder / f"{base}-strip.png"
+        Image.fromarray(t.digit, "L").save(out)
+        strip(t).save(steps)
+        r["preprocessed"], r["strip"] = str(out), str(steps)

@@ -33,6 +33,8 @@ DESKS = [
     (45, 45, 50),
     (60, 80, 120),
     (70, 110, 80),
+    (200, 200, 200),  # a light grey table
+    (215, 185, 150),  # light wood
 ]
 PAPERS = [(245, 245, 240), (240, 232, 210), (225, 225, 225), (250, 250, 250)]
 PENS = [(25, 25, 30), (30, 45, 150), (90, 90, 95), (60, 20, 20)]
@@ -54,9 +56,11 @@ def desk_photo(
         sheet.rotate(angle, Image.Resampling.BICUBIC, expand=True),
         mask.rotate(angle, Image.Resampling.BILINEAR, expand=True),
     )
+    if every and rng.random() < 0.5:  # the phone held at a slant: a trapezoid
+        sheet, mask = _perspective(sheet, mask, rng)
     sw, sh = sheet.size
-    x = int((w - sw) / 2 + rng.uniform(-0.12, 0.12) * w)
-    y = int((h - sh) / 2 + rng.uniform(-0.12, 0.12) * h)
+    x = int((w - sw) / 2 + rng.uniform(-0.15, 0.15) * w)
+    y = int((h - sh) / 2 + rng.uniform(-0.15, 0.15) * h)
     img.paste(sheet, (x, y), mask)
     a = np.asarray(img, dtype=np.float32)
     if kind == "shadow" or (every and rng.random() < 0.6):
@@ -75,6 +79,25 @@ def desk_photo(
         out.save(buf, "JPEG", quality=int(rng.integers(25, 60) if kind == "jpeg" else rng.integers(40, 90)))
         out = Image.open(io.BytesIO(buf.getvalue()))
     return out
+
+
+def _perspective(
+    sheet: Image.Image, mask: Image.Image, rng: np.random.Generator
+) -> tuple[Image.Image, Image.Image]:
+    """Narrow one side of the sheet by up to 12 % (a camera tilted towards the far edge)."""
+    w, h = sheet.size
+    k = float(rng.uniform(0.03, 0.12))
+    # Output corners (0,0) (w,0) (w,h) (0,h) sample from a quad whose top edge is wider: the top shrinks.
+    src = [(-k * w, 0), (w + k * w, 0), (w, h), (0, h)]
+    dst = [(0, 0), (w, 0), (w, h), (0, h)]
+    a = []
+    for (x, y), (u, v) in zip(dst, src, strict=True):
+        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    coeffs = np.linalg.solve(np.array(a, float), np.array(src, float).ravel())
+    out = sheet.transform((w, h), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BICUBIC)
+    m = mask.transform((w, h), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BILINEAR)
+    return out, m
 
 
 def _desk(rng: np.random.Generator, w: int, h: int, textured: bool) -> Image.Image:
@@ -102,7 +125,7 @@ def _sheet(
     sw, sh = min(sw, int(0.95 * w)), min(sh, int(0.95 * h))
     paper = np.array(PAPERS[int(rng.integers(len(PAPERS)))], np.float32)
     pen = np.array(PENS[int(rng.integers(len(PENS)))] if pen_kind else PENS[0], np.float32)
-    d = max(16, int(min(sw, sh) * rng.uniform(0.45, 0.8)))  # the 28 px MNIST frame drawn this large
+    d = max(16, int(min(sw, sh) * rng.uniform(0.35, 0.85)))  # the 28 px MNIST frame drawn this large
     ink = np.asarray(Image.fromarray(digit).resize((d, d), Image.Resampling.BICUBIC), dtype=np.float32) / 255
     if pen_kind and rng.random() < 0.5:  # a thinner or thicker pen than MNIST's
         f = ImageFilter.MinFilter(3) if rng.random() < 0.5 else ImageFilter.MaxFilter(5)

@@ -67,6 +67,8 @@ FIND_SIDE = 320
 WORK_SIDE = 640
 #: The sheet's edge band dropped all round, as a fraction of its shorter side.
 SHEET_MARGIN = 0.03
+#: On a sheet, ink must darken the paper by at least this much (of 255, relative to the paper's light).
+SHEET_INK = 40.0
 #: MNIST's geometry.
 BOX = 20
 SIZE = 28
@@ -341,13 +343,16 @@ def trace(src: PathOrImage, *, strokes: bool = True, name: str | None = None) ->
     sheet = _find_sheet(pic)
     if sheet is None:
         g = _reduce(pic.grey(), WORK_SIDE)
-        digit, box = _mnistify(g, strokes, label)
+        # A picture big enough to show a desk, and nothing found: say that no sheet was found either.
+        place = " and no sheet of paper" if min(g.shape) >= 2 * MIN_SIDE else ""
+        digit, box = _mnistify(g, strokes, label, place)
         return Trace(digit, pic.shown(), None, g, None, box)
     g, inside = _straighten(pic, sheet)
     bg = _paper_light(g, inside)
     v = (bg - g) * (255 / np.maximum(bg, 8.0))  # ink darkens the paper by a fraction of its light
     v[~inside] = 0
-    ink = _drop_specks(_ink(v, label, inside, " on the sheet"))
+    # Any pen or pencil darkens paper by a quarter or more; what is left of a shadow's edge does not.
+    ink = _drop_specks(_ink(v, label, inside, " on the sheet", least=SHEET_INK))
     digit, box = _finish(ink, strokes, label)
     return Trace(digit, pic.shown(), sheet, g, inside, box)
 
@@ -413,12 +418,26 @@ def _paper_light(g: np.ndarray, inside: np.ndarray) -> np.ndarray:
     known = n > 0
     if not known.any():
         return np.full_like(g, 255.0)
+    grid = _extend(grid, known)  # beyond the sheet, its nearest paper: a closing then has no edge effect
     k = max(1, round(0.06 * max(gh, gw)))
-    grid = max_filter(np.where(known, grid, -np.inf), k)
-    grid = min_filter(np.where(known, grid, np.inf), k)
-    grid = np.where(np.isfinite(grid), grid, float(np.median(grid[known]))).astype(np.float32)
+    grid = min_filter(max_filter(grid, k), k).astype(np.float32)
     up = Image.fromarray(grid, "F").resize((gw * b, gh * b), Image.Resampling.BILINEAR)
     return _box_blur(np.asarray(up, dtype=np.float32)[:h, :w], max(1, b // 2))
+
+
+def _extend(grid: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill the unknown cells of a grid, ring by ring, with the mean of their known 8-neighbours."""
+    grid = np.where(known, grid, 0.0).astype(np.float64)
+    known = known.copy()
+    while not known.all():
+        p, k = np.pad(grid * known, 1), np.pad(known.astype(np.float64), 1)
+        h, w = grid.shape
+        total = sum(p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        count = sum(k[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        new = ~known & (count > 0)
+        grid[new] = total[new] / count[new]
+        known |= new
+    return grid
 
 
 def mnistify(grey: np.ndarray, *, strokes: bool = True, name: str = "image") -> np.ndarray:
@@ -426,7 +445,9 @@ def mnistify(grey: np.ndarray, *, strokes: bool = True, name: str = "image") -> 
     return _mnistify(grey, strokes, name)[0]
 
 
-def _mnistify(grey: np.ndarray, strokes: bool, name: str) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def _mnistify(
+    grey: np.ndarray, strokes: bool, name: str, place: str = ""
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     g = np.asarray(grey, dtype=np.float32)
     if g.ndim != 2 or g.size == 0:
         raise ImageError(f"{name}: expected a non-empty 2-D grey image, got shape {g.shape}")
@@ -437,7 +458,7 @@ def _mnistify(grey: np.ndarray, strokes: bool, name: str) -> tuple[np.ndarray, t
     v = g - bg
     if light:  # ink darkens paper by a fraction of its light: divide out the illumination
         v *= 255 / np.maximum(255 - bg, 8.0)
-    ink = _drop_specks(_ink(v, name))
+    ink = _drop_specks(_ink(v, name, place=place))
     _refuse_texture(ink, name)
     return _finish(ink, strokes, name)
 
@@ -526,12 +547,15 @@ def _noise(v: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(v - np.median(v))))
 
 
-def _ink(v: np.ndarray, name: str, inside: np.ndarray | None = None, place: str = "") -> np.ndarray:
+def _ink(
+    v: np.ndarray, name: str, inside: np.ndarray | None = None, place: str = "", least: float = 12.0
+) -> np.ndarray:
     """Background-free image → ink in 0..255: noise below 4 sigma zeroed, the ink level stretched to 255.
 
     Noisy pictures (noise above 3 % of the ink's level) are smoothed first, with two box blurs about 1 %
     of the picture's size wide: strokes are much wider than that, grain is not. The noise is measured
-    on the ``inside`` pixels only (all when None); ``place`` names where ink was looked for in errors.
+    on the ``inside`` pixels only (all when None); ``place`` names where ink was looked for in errors;
+    the ink level must reach at least ``least``.
     """
 
     def noise(a: np.ndarray) -> float:
@@ -549,7 +573,7 @@ def _ink(v: np.ndarray, name: str, inside: np.ndarray | None = None, place: str 
     v = np.maximum(v, 0)
     hi = _ink_level(v)
     lo = 4 * sigma
-    if hi < max(6 * sigma, 12.0) or hi <= lo:
+    if hi < max(6 * sigma, least) or hi <= lo:
         raise ImageError(f"{name}: no ink found{place} (nothing stands out from the background)")
     ink = np.clip((v - lo) * np.float32(255 / (hi - lo)), 0, 255)
     ink[v < max(lo, 0.5)] = 0  # a dead zone for the last fraction of a grey level the fit leaves

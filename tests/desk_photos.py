@@ -41,20 +41,27 @@ PENS = [(25, 25, 30), (30, 45, 150), (90, 90, 95), (60, 20, 20)]
 
 
 def desk_photo(
-    digit: np.ndarray, rng: np.random.Generator, kind: str = "everything", side: int | None = None
+    digit: np.ndarray,
+    rng: np.random.Generator,
+    kind: str = "everything",
+    side: int | None = None,
+    angle: float | None = None,
 ) -> Image.Image:
-    """One ``(28, 28)`` MNIST digit as an RGB photo of a sheet on a desk, ``side`` px on its long side."""
+    """One ``(28, 28)`` MNIST digit as an RGB photo of a sheet on a desk, ``side`` px on its long side,
+    the sheet turned by ``angle`` degrees clockwise on screen (default: at random for "turned" and
+    "everything", else 0)."""
     if kind not in KINDS:
         raise ValueError(kind)
     every = kind == "everything"
     side = side or int(rng.integers(480, 1600))
     w, h = (side, side * 3 // 4) if rng.random() < 0.5 else (side * 3 // 4, side)
     img = _desk(rng, w, h, textured=kind == "textured-desk" or (every and rng.random() < 0.7))
-    angle = float(rng.uniform(-20, 20)) if kind in ("turned", "everything") else 0.0
+    if angle is None:
+        angle = float(rng.uniform(-20, 20)) if kind in ("turned", "everything") else 0.0
     sheet, mask = _sheet(digit, rng, w, h, pen_kind=kind == "pen" or every)
     sheet, mask = (
-        sheet.rotate(angle, Image.Resampling.BICUBIC, expand=True),
-        mask.rotate(angle, Image.Resampling.BILINEAR, expand=True),
+        sheet.rotate(-angle, Image.Resampling.BICUBIC, expand=True),  # Pillow turns counter-clockwise
+        mask.rotate(-angle, Image.Resampling.BILINEAR, expand=True),
     )
     if every and rng.random() < 0.5:  # the phone held at a slant: a trapezoid
         sheet, mask = _perspective(sheet, mask, rng)

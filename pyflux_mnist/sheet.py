@@ -13,7 +13,7 @@ on a dark page, a screenshot) and read as before:
 * it is convex (≥ 90 % of its hull) and rectangular (≥ 80 % of its bounding rectangle at the sheet's angle):
   a light digit on a dark page is neither (a loop such as 0 fills ~79 % of its rectangle);
 * it is at least 20 grey levels whiter than what lies around it, and that difference is a *step* at its
-  edge (35 % of it within 2 % of the picture's size; a gradient of the lighting gives ~10 %).
+  edge (18 % of it within 2 % of the picture's size; a gradient of the lighting gives under 10 %).
 
 The angle comes from the sheet's edges (its convex hull, edges lying on the picture's border left out),
 as the direction (modulo 90°) that most of the outline's length agrees with, within 4°, averaged. The
@@ -37,7 +37,7 @@ MIN_SOLIDITY = 0.90
 MIN_RECTANGULARITY = 0.80
 MIN_CONTRAST = 20.0
 EDGE_BAND = 0.02
-STEP = 0.35
+STEP = 0.18
 
 
 @dataclass(frozen=True)

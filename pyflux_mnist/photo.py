@@ -795,6 +795,9 @@ def predict_files(
         except ImageError as e:
             traces.append(None)
             results.append({"path": p, "error": str(e)})
+        except MemoryError:  # under a memory limit: this file fails, the others are still read
+            traces.append(None)
+            results.append({"path": p, "error": f"{p}: not enough memory to read it"})
     digits = [t.digit if t is not None else None for t in traces]
     ok = [i for i, d in enumerate(digits) if d is not None]
     if ok:

@@ -58,8 +58,8 @@ def main() -> None:
     base = model.accuracy(x[:n], y[:n])
     print(f"| rendering ({n} test digits each) | accuracy | errors | vs raw |\n|---|---|---|---|")
     print(f"| raw 28×28 digits | {base:.3f} | | |")
-    for k, kind in enumerate(args.kinds.split(",")):
-        rng = np.random.default_rng(1000 + k)
+    for kind in args.kinds.split(",") if args.kinds else []:
+        rng = np.random.default_rng(1000 + KINDS.index(kind))
         t = time.time()
         photos = [desk_photo(x[i], rng, kind) for i in range(n)]
         acc, err = read(model, photos, y[:n])

@@ -45,11 +45,19 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def _register() -> None:
     from . import bench as bench_commands
     from . import data as data_commands
+    from . import doctor as doctor_commands
     from . import images as image_commands
     from . import reproduce as reproduce_commands
     from . import train as train_commands
 
-    for module in (train_commands, data_commands, image_commands, reproduce_commands, bench_commands):
+    for module in (
+        train_commands,
+        data_commands,
+        image_commands,
+        reproduce_commands,
+        bench_commands,
+        doctor_commands,
+    ):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -358,13 +358,25 @@ def trace(src: PathOrImage, *, strokes: bool = True, name: str | None = None) ->
 
 
 def _find_sheet(pic: _Picture) -> Sheet | None:
-    f = whiteness(pic.rgb) if pic.rgb is not None else pic.grey()
-    h, w = f.shape
-    if min(h, w) < 2 * MIN_SIDE:
-        return None
-    small = _reduce(np.ascontiguousarray(f, dtype=np.float32), FIND_SIDE)
-    sheet = find_sheet(small)
-    return sheet.scaled(w / small.shape[1]) if sheet is not None else None
+    """The sheet, looked for on whiteness (a coloured desk is dark), then on luminance (cream paper on a
+    light grey desk differs more in brightness than in its weakest channel), at FIND_SIDE."""
+    if pic.rgb is None:
+        grey = pic.grey()
+        h, w = grey.shape
+        features = [grey] if min(h, w) >= 2 * MIN_SIDE else []
+    else:
+        h, w = pic.rgb.shape[:2]
+        rgb = Image.fromarray(pic.rgb, "RGB")
+        f = min(1.0, FIND_SIDE / max(h, w))
+        small = np.asarray(rgb.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BOX))
+        lum = small.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        features = [whiteness(small), lum] if min(h, w) >= 2 * MIN_SIDE else []
+    for feature in features:
+        small_f = _reduce(np.ascontiguousarray(feature, dtype=np.float32), FIND_SIDE)
+        sheet = find_sheet(small_f)
+        if sheet is not None:
+            return sheet.scaled(w / small_f.shape[1])
+    return None
 
 
 def _straighten(pic: _Picture, sheet: Sheet) -> tuple[np.ndarray, np.ndarray]:

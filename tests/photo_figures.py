@@ -66,12 +66,13 @@ def main() -> None:
         print(f"| {kind} | {acc:.3f} | {err} | {100 * (acc - base):+.1f} |  <!-- {time.time() - t:.0f} s -->")
         sys.stdout.flush()
     m = args.mnist
-    raw = model.accuracy(x[:m], y[:m])
-    piped, err = read(model, list(x[:m]), y[:m])
-    print(
-        f"\nMNIST test digits ({m}): raw {raw:.4f}, through the pipeline {piped:.4f} ({err} errors), "
-        f"{100 * (piped - raw):+.2f} points"
-    )
+    if m:
+        raw = model.accuracy(x[:m], y[:m])
+        piped, err = read(model, list(x[:m]), y[:m])
+        print(
+            f"\nMNIST test digits ({m}): raw {raw:.4f}, through the pipeline {piped:.4f} ({err} errors), "
+            f"{100 * (piped - raw):+.2f} points"
+        )
     if args.timing:
         rng = np.random.default_rng(7)
         buf = io.BytesIO()

@@ -5,10 +5,14 @@ from anti-aliasing), pasted into 28×28 and shifted so the intensity-weighted ce
 column 14 (0-based; in MNIST it is 14.00 ± 0.29, 14.01 ± 0.29). People's photos are dark ink on light
 paper, any size, colour and position, with shadows, texture and JPEG noise. :func:`mnistify` undoes that:
 
-1. **Grey** (:func:`load_grey`): EXIF orientation applied; palette, 16-bit, float and colour images
-   brought to 0..255 grey (colour by luminance, or by the colour axis with the most contrast when the ink
-   and the paper differ in hue more than in brightness); transparency composited over a background that
-   contrasts with the ink.
+0. **A sheet on a desk** (:func:`trace`, :mod:`.sheet`): when the photo shows a sheet of paper on a
+   darker desk, only the sheet is read: turned back by its edges' angle, its edge band dropped, and its
+   own light (shadows included) divided out by a local closing instead of steps 2-3.
+1. **Grey** (:func:`load_grey`): raster formats only (:data:`FORMATS`), size and header checked before
+   decoding, JPEG decoded at a reduced scale, at most DETAIL_SIDE px; EXIF orientation applied;
+   palette, 16-bit, float and colour images brought to 0..255 grey (colour by luminance, or by the
+   colour axis with the most contrast when the ink and the paper differ in hue more than in brightness);
+   transparency composited over a background that contrasts with the ink.
 2. **Polarity**: the paper is the border's median; when the image reaches further below it than above,
    the ink is dark on light paper and the image is inverted.
 3. **Lighting**: a quadratic surface fitted robustly to the background (ink pixels trimmed) is

@@ -349,8 +349,13 @@ def trace(src: PathOrImage, *, strokes: bool = True, name: str | None = None) ->
         g = _reduce(pic.grey(), WORK_SIDE)
         # A picture big enough to show a desk, and nothing found: say that no sheet was found either.
         place = " and no sheet of paper" if min(g.shape) >= 2 * MIN_SIDE else ""
-        digit, box = _mnistify(g, strokes, label, place)
-        return Trace(digit, pic.shown(), None, g, None, box)
+        try:
+            digit, box = _mnistify(g, strokes, label, place)
+            return Trace(digit, pic.shown(), None, g, None, box)
+        except ImageError:
+            sheet = _find_shaded_sheet(pic) if place else None  # a last resort before the error
+            if sheet is None:
+                raise
     g, inside = _straighten(pic, sheet)
     bg = _paper_light(g, inside)
     v = (bg - g) * (255 / np.maximum(bg, 8.0))  # ink darkens the paper by a fraction of its light
@@ -381,6 +386,19 @@ def _find_sheet(pic: _Picture) -> Sheet | None:
         if sheet is not None:
             return sheet.scaled(w / small_f.shape[1])
     return None
+
+
+def _find_shaded_sheet(pic: _Picture) -> Sheet | None:
+    """A sheet under a deep shadow, whose shaded part is darker than the lit desk: whiteness divided by
+    the light, taken as the brightest thing within 15 % of the frame (the paper, wherever it is near);
+    a shadow's bite out of a corner is allowed (75 % rectangular). Tried only when all else failed."""
+    f = whiteness(pic.rgb) if pic.rgb is not None else pic.grey()
+    small = _reduce(np.ascontiguousarray(f, dtype=np.float32), FIND_SIDE)
+    r = max(2, round(0.15 * max(small.shape)))
+    light = _box_blur(max_filter(small, r), max(1, r // 2))
+    flat = np.clip(255 * small / np.maximum(light, 1.0), 0, 255).astype(np.float32)
+    sheet = find_sheet(flat, rectangularity=0.75)
+    return sheet.scaled(f.shape[1] / small.shape[1]) if sheet is not None else None
 
 
 def _straighten(pic: _Picture, sheet: Sheet) -> tuple[np.ndarray, np.ndarray]:

@@ -61,12 +61,12 @@ def whiteness(rgb: np.ndarray) -> np.ndarray:
     return (a.min(axis=2) if a.ndim == 3 else a).astype(np.float32)
 
 
-def find_sheet(f: np.ndarray) -> Sheet | None:
+def find_sheet(f: np.ndarray, rectangularity: float = MIN_RECTANGULARITY) -> Sheet | None:
     """The sheet in a whiteness image ``(H, W)`` 0..255 (a few hundred px is plenty), or None.
 
     Otsu's threshold separates paper from desk unless a shadow darkens part of the sheet below it, so
     thresholds between the desk's level and Otsu's (and one above, for a light desk) are tried too; the
-    most rectangular region that passes every test wins.
+    most rectangular region that passes every test (``rectangularity`` or more) wins.
     """
     h, w = f.shape
     if min(h, w) < MIN_SIDE or float(np.ptp(f)) < MIN_CONTRAST:
@@ -80,13 +80,13 @@ def find_sheet(f: np.ndarray) -> Sheet | None:
     low, high = float(np.median(below)), float(np.median(above))
     best: tuple[float, Sheet] | None = None
     for level in (t, low + 0.7 * (t - low), low + 0.45 * (t - low), t + 0.5 * (high - t)):
-        found = _region(sharp, f > level)
+        found = _region(sharp, f > level, rectangularity)
         if found is not None and (best is None or found[0] > best[0]):
             best = found
     return best[1] if best is not None else None
 
 
-def _region(f: np.ndarray, bright: np.ndarray) -> tuple[float, Sheet] | None:
+def _region(f: np.ndarray, bright: np.ndarray, least: float) -> tuple[float, Sheet] | None:
     """The largest ``bright`` region if it passes as a sheet in ``f``: (its rectangularity, the sheet)."""
     h, w = f.shape
     labels, n = components(bright)
@@ -110,7 +110,7 @@ def _region(f: np.ndarray, bright: np.ndarray) -> tuple[float, Sheet] | None:
         return None
     angle = edge_angle(hull, w, h)
     rectangularity = area / max(_rect_area(hull, angle), 1.0)
-    if area < MIN_SOLIDITY * polygon_area(hull) or rectangularity < MIN_RECTANGULARITY:
+    if area < MIN_SOLIDITY * polygon_area(hull) or rectangularity < least:
         return None
     paper, desk = float(np.median(f[filled])), float(np.median(f[~filled]))
     if paper - desk < MIN_CONTRAST:

@@ -51,6 +51,7 @@ from .raster import components as _components
 from .raster import erode, max_filter, min_filter
 from .raster import otsu as _otsu
 from .sheet import MIN_SIDE, Sheet, find_sheet, whiteness
+from .userpaths import os_error_line
 
 #: The only file formats read: raster images. Pillow knows more (EPS, PDF, ...), some of which run
 #: external programs (Ghostscript); a file of another format, whatever its name, is refused.
@@ -104,7 +105,7 @@ def open_image(path: str | os.PathLike[str], side: int | None = DETAIL_SIDE) -> 
     except FileNotFoundError:
         raise ImageError(f"{p}: no such file") from None
     except OSError as e:
-        raise ImageError(f"{p}: cannot read it ({e.strerror or e})") from None
+        raise ImageError(os_error_line(e, p, "cannot read")) from None
     if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"{p} is a directory, not an image")
     if not stat.S_ISREG(st.st_mode):
@@ -119,7 +120,7 @@ def open_image(path: str | os.PathLike[str], side: int | None = DETAIL_SIDE) -> 
         with open(p, "rb") as f:
             return _open(f, str(p), side)
     except OSError as e:
-        raise ImageError(f"{p}: cannot read it ({e.strerror or e})") from None
+        raise ImageError(os_error_line(e, p, "cannot read")) from None
 
 
 def _open(fp: BinaryIO, name: str, side: int | None = DETAIL_SIDE) -> Image.Image:
@@ -829,6 +830,9 @@ def predict_files(
         except ImageError as e:
             traces.append(None)
             results.append({"path": p, "error": str(e)})
+        except OSError as e:  # e.g. a name too long for the file system: this file's error, not the run's
+            traces.append(None)
+            results.append({"path": p, "error": os_error_line(e, p, "cannot read")})
         except MemoryError:  # under a memory limit: this file fails, the others are still read
             traces.append(None)
             results.append({"path": p, "error": f"{p}: not enough memory to read it"})
@@ -854,11 +858,16 @@ def _save_digits(
     traces: Sequence[Trace | None],
     results: list[dict[str, Any]],
 ) -> None:
+    # A folder or file that cannot be written costs the saved digit, never the predictions: each result
+    # gets a ``save_error`` instead (the CLI reports it and exits 1).
     folder = Path(save_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ImageError(f"cannot create {folder}: {e.strerror or e}") from None
+        for r in results:
+            if "error" not in r:
+                r["save_error"] = os_error_line(e, folder, "cannot create")
+        return
     used: set[str] = set()
     for p, t, r in zip(paths, traces, results, strict=True):
         if t is None:
@@ -870,6 +879,17 @@ def _save_digits(
             base = f"{stem}-{k}"
         used.update((f"{base}.png", f"{base}-strip.png"))
         out, steps = folder / f"{base}.png", folder / f"{base}-strip.png"
-        Image.fromarray(t.digit, "L").save(out)
-        strip(t).save(steps)
-        r["preprocessed"], r["strip"] = str(out), str(steps)
+        for image, where, key in (
+            (Image.fromarray(t.digit, "L"), out, "preprocessed"),
+            (strip(t), steps, "strip"),
+        ):
+            try:
+                image.save(where)
+            except (OSError, ValueError) as e:
+                r["save_error"] = (
+                    os_error_line(e, where, "cannot write")
+                    if isinstance(e, OSError)
+                    else f"cannot write {where}: {e}"
+                )
+                break
+            r[key] = str(where)

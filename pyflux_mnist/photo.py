@@ -508,7 +508,11 @@ def _finish(ink: np.ndarray, strokes: bool, name: str) -> tuple[np.ndarray, tupl
     if max(crop.shape) >= 2 * BOX:
         # Big enough to have been drawn at a higher resolution: make it bilevel, as NIST's digits were
         # before MNIST scaled them down; the anti-aliasing then makes MNIST's grey edges.
-        crop = _crop(np.where(crop > 127.5, np.float32(255), np.float32(0)), name)
+        solid = crop > 127.5
+        r, c = np.nonzero(solid.any(axis=1))[0], np.nonzero(solid.any(axis=0))[0]
+        if r.size:  # the box of what is left, for the strip
+            box = (box[0] + int(c[0]), box[1] + int(r[0]), box[0] + int(c[-1]) + 1, box[1] + int(r[-1]) + 1)
+        crop = _crop(np.where(solid, np.float32(255), np.float32(0)), name)
     if strokes:
         crop = _normalise_strokes(crop)
     return _centre(_scale_to_box(crop)), box

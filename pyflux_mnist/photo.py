@@ -212,6 +212,8 @@ def _read(src: PathOrImage, name: str | None = None) -> _Picture:  # type: ignor
     if isinstance(src, np.ndarray):
         a = np.asarray(src)
         if a.ndim == 3 and a.shape[2] in (3, 4) and a.size:
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise ImageError(f"{name or 'array'} contains NaN or Inf")
             src = Image.fromarray(_to_uint8(a), "RGBA" if a.shape[2] == 4 else "RGB")
         else:
             return _Picture(None, _reduce(_array_grey(a, name or "array"), DETAIL_SIDE))

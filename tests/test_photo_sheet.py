@@ -186,6 +186,13 @@ def test_predict_checks_a_huge_files_size_before_reading_it(tmp_path, mnist, sma
     assert len(lines) == 2 and "too large" in lines[0] and lines[1].startswith(f"{good}: ")
 
 
+def test_colour_arrays_with_nan_are_one_line():
+    rgb = np.zeros((40, 40, 3), np.float32)
+    rgb[3, 4, 1] = np.nan
+    with pytest.raises(ImageError, match="NaN or Inf"):
+        photo.preprocess(rgb)
+
+
 def test_only_raster_formats_are_opened(tmp_path):
     """PostScript renamed .png must never reach Pillow's EPS reader (which runs Ghostscript)."""
     eps = tmp_path / "digit.png"

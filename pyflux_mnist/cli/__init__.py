@@ -47,9 +47,17 @@ def _register() -> None:
     from . import data as data_commands
     from . import images as image_commands
     from . import reproduce as reproduce_commands
+    from . import serve as serve_commands
     from . import train as train_commands
 
-    for module in (train_commands, data_commands, image_commands, reproduce_commands, bench_commands):
+    for module in (
+        train_commands,
+        data_commands,
+        image_commands,
+        reproduce_commands,
+        bench_commands,
+        serve_commands,
+    ):
         for command in module.COMMANDS:
             cli.add_command(command)
 

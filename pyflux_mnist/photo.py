@@ -84,13 +84,6 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
     return img
 
 
-def open_image_bytes(data: bytes, name: str = "upload") -> Image.Image:
-    """Decode an image held in memory (an upload) with the same checks as :func:`open_image`."""
-    if not data:
-        raise ImageError(f"{name} is empty (0 bytes)")
-    return _open(io.BytesIO(data), name)
-
-
 def _open(fp: Any, name: str) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)

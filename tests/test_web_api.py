@@ -127,7 +127,9 @@ def test_predict_refuses_bad_uploads(client, mnist, body, kind, status, words):
         body = png(Image.new("L", (280, 280), 0))
     elif body == "bomb":  # 10000 x 10000 pixels in a few kB: refused before it is decoded
         body = png(Image.new("1", (10_000, 10_000), 0))
-    refused(client.post("/api/predict", content=body, headers={"Content-Type": kind}), status, words)
+    r = client.post("/api/predict", content=body, headers={"Content-Type": kind})
+    refused(r, status, words)
+    assert "pyflux-mnist-upload" not in r.json()["error"]  # the server's temporary file is never named
     still_up(client)
 
 

@@ -196,14 +196,15 @@ def test_train_updates_the_curve_and_switches_the_model(page, shots: Path):
     assert int(page.locator("#curve").get_attribute("data-points") or 0) == 40 > during
     assert "flux-tutorial" in (page.locator("#model-line").text_content() or "")
     page.wait_for_function("document.getElementById('train-status').textContent.startsWith('done')")
-    page.screenshot(path=str(shots / "web-train.png"))
+    page.screenshot(path=str(shots / "web-train.png"), full_page=True)
 
 
 def test_phone_width(page, shots: Path):
     page.set_viewport_size({"width": 360, "height": 740})
-    page.click("#tab-draw")
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 360, f"the page is {width} px wide at a 360 px viewport"
+    for tab in ("train", "inside", "photo", "draw"):
+        page.click(f"#tab-{tab}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 360, f"the {tab} tab is {width} px wide at a 360 px viewport"
     page.screenshot(path=str(shots / "web-phone.png"), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 860})
 

@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from ..errors import ImageError, PyfluxError
 from ..mnist import MnistData, cache_dir, load_mnist
-from ..photo import open_image_bytes, preprocess
+from ..photo import preprocess
 from .guard import MAX_BODY, BodyTooLarge, Guard
 from .state import BusyError, Loaded, TrainingJob, file_loaded, save_trained, training_options
 
@@ -117,7 +117,7 @@ class Server:
         with tempfile.TemporaryDirectory(prefix="pyflux-mnist-web-") as tmp:
             out = Path(tmp, f"{name}.png")  # the server's own name, never the client's
             if name == "weights":
-                pictures.weights_png(model, out, max_units=32)
+                pictures.weights_png(model, out, max_units=36)
             elif name == "backquery":
                 images, method = backquery(model)
                 pictures.backquery_png(images, out, method)
@@ -201,10 +201,20 @@ async def predict(request: Request) -> JSONResponse:
 
 
 def _predict_bytes(model: Any, body: bytes) -> dict[str, Any]:
-    img = open_image_bytes(body, "the upload")
-    digit = preprocess(img, name="the upload")  # (28, 28) uint8, exactly as `predict` makes it
+    """The upload goes through exactly what ``predict FILE`` does: written to a temporary file of the
+    server's naming (deleted at once), then :func:`~pyflux_mnist.photo.preprocess` opens it with the same
+    format and decompression-bomb checks. Error messages name "the upload", never the temporary path."""
+    with tempfile.NamedTemporaryFile(prefix="pyflux-mnist-upload-", suffix=".img") as f:
+        f.write(body)
+        f.flush()
+        try:
+            digit = preprocess(f.name, name="the upload")  # (28, 28) uint8
+        except ImageError as e:
+            raise ImageError(str(e).replace(f.name, "the upload")) from None
+        with Image.open(f.name) as img:
+            size = img.size
     result = answer(model, digit)
-    result["size"] = list(img.size)
+    result["size"] = list(size)
     result["steps"] = [{"name": "what the network saw (28×28)", "png": png_data_url(digit)}]
     return result
 

@@ -73,6 +73,7 @@ const pad = $("pad");
 const ctx = pad.getContext("2d");
 let strokes = [];
 let current = null;
+const SEND_SIDE = 140;
 
 function paint() {
   ctx.fillStyle = "#000";
@@ -137,7 +138,11 @@ async function predictDrawing() {
     return;
   }
   busy = true;
-  const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+  // Sent at 140×140 (5 × 28): the server's preprocessing is the same, and half the side is a quarter the work.
+  const small = document.createElement("canvas");
+  small.width = small.height = SEND_SIDE;
+  small.getContext("2d").drawImage(pad, 0, 0, SEND_SIDE, SEND_SIDE);
+  const blob = await new Promise((resolve) => small.toBlob(resolve, "image/png"));
   const r = await api("/api/predict", { method: "POST", headers: { "Content-Type": "image/png" }, body: blob });
   busy = false;
   if (again) { again = false; predictDrawing(); return; }
@@ -338,6 +343,13 @@ function update(s) {
   drawCurve();
 }
 
+function nice(x) {
+  // The round step (1, 2 or 5 times a power of ten) nearest above x: axis ticks people can read.
+  const e = Math.pow(10, Math.floor(Math.log10(x)));
+  const f = x / e;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * e;
+}
+
 function drawCurve() {
   const c = $("curve");
   const g = c.getContext("2d");
@@ -350,22 +362,21 @@ function drawCurve() {
   g.fillText(job ? `training loss: ${job.recipe} on ${job.backend}` : "training loss", W / 2, 26);
   const pts = job ? job.points : [];
   c.dataset.points = String(pts.length);
-  const xmax = Math.max(1, job ? job.total : 1, ...pts.map((p) => p[0]));
-  const ymax = Math.max(1e-9, ...pts.map((p) => p[1])) * 1.05;
+  const xstep = Math.max(1, nice(Math.max(1, job ? job.total : 1, ...pts.map((p) => p[0])) / 5));
+  const xmax = xstep * Math.ceil(Math.max(1, job ? job.total : 1, ...pts.map((p) => p[0])) / xstep);
+  const ystep = nice(Math.max(1e-6, ...pts.map((p) => p[1])) / 4);
+  const ymax = ystep * Math.ceil(Math.max(1e-6, ...pts.map((p) => p[1])) / ystep);
+  const digits = Math.max(0, -Math.floor(Math.log10(ystep)));
   const x = (s) => L + ((W - L - R) * s) / xmax;
   const y = (v) => H - B - ((H - T - B) * v) / ymax;
   g.strokeStyle = "#888";
   g.lineWidth = 1;
   g.font = "16px system-ui, sans-serif";
   g.beginPath(); g.moveTo(L, T); g.lineTo(L, H - B); g.lineTo(W - R, H - B); g.stroke();
-  for (let i = 0; i <= 4; i++) {
-    const v = (ymax * i) / 4;
-    g.textAlign = "right";
-    g.fillText(v.toFixed(2), L - 8, y(v) + 5);
-    g.textAlign = "center";
-    const s = Math.round((xmax * i) / 4);
-    g.fillText(String(s), x(s), H - B + 22);
-  }
+  g.textAlign = "right";
+  for (let v = 0; v <= ymax + ystep / 2; v += ystep) g.fillText(v.toFixed(digits), L - 8, y(v) + 5);
+  g.textAlign = "center";
+  for (let s = 0; s <= xmax + xstep / 2; s += xstep) g.fillText(String(Math.round(s)), x(s), H - B + 22);
   g.fillText("step", (L + W - R) / 2, H - 8);
   g.save(); g.translate(18, (T + H - B) / 2); g.rotate(-Math.PI / 2); g.fillText("loss", 0, 0); g.restore();
   if (!pts.length) return;

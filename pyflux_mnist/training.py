@@ -148,7 +148,6 @@ def train(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 0,
     resume: str | os.PathLike[str] | Checkpoint | None = None,
-    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train a recipe on MNIST and evaluate it.
 
@@ -160,8 +159,7 @@ def train(
     :data:`~pyflux_mnist.checkpoint.DEFAULT_EVERY`) and when Ctrl-C stops the run. ``resume``: continue
     a checkpoint (a path or a :class:`Checkpoint`); the recipe and seed are the checkpoint's, and the run
     ends exactly as the uninterrupted one would have. Ctrl-C stops at the next step boundary with
-    :class:`TrainingInterrupted`. ``stop()``, asked after every chunk of steps, ends the run the same way
-    (a server stops a run from another thread with it: Ctrl-C only reaches the main thread).
+    :class:`TrainingInterrupted`.
     """
     t_start = time.perf_counter()
     ck = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
@@ -210,8 +208,8 @@ def train(
         _save_checkpoint(checkpoint, state)
 
     t1 = time.perf_counter()
-    stop_flag = StopFlag()
-    with stop_flag.active():
+    stop = StopFlag()
+    with stop.active():
         losses = run_schedule(
             trainer,
             sched,
@@ -220,7 +218,7 @@ def train(
             done_losses=None if ck is None else ck.losses,
             every=every,
             on_checkpoint=save_checkpoint,
-            stop=lambda: stop_flag.requested or (stop is not None and stop()),
+            stop=lambda: stop.requested,
         )
         if len(losses) < sched.total_steps:
             where = f"interrupted after step {len(losses)} of {sched.total_steps}"

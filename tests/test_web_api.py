@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -27,8 +28,12 @@ BASE = "http://127.0.0.1:8000"
 
 
 @pytest.fixture
-def server(small_model, mnist) -> Server:
-    return Server(Loaded(small_model, 1, "file", "2026-01-01 12:00"), data=Subset(mnist, 10000, 1000))
+def server(small_model, mnist, mnist_dir) -> Iterator[Server]:
+    """Pictures use 1000 test digits; training runs (child processes) read MNIST from ``mnist_dir``."""
+    loaded = Loaded(small_model, 1, "file", "2026-01-01 12:00")
+    server = Server(loaded, data=Subset(mnist, 10000, 1000), data_dir=str(mnist_dir))
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -257,9 +262,24 @@ def test_second_training_is_busy_and_stop_keeps_the_model(client):
         time.sleep(0.05)
     assert client.post("/api/train/stop").json() == {"stopping": True}
     end = events(client)[-1][1]
-    assert end["state"] == "stopped" and "model unchanged" in end["message"]
+    assert end["state"] == "stopped" and "the model in use is unchanged" in end["message"]
     assert 2 <= end["step"] < 100000
     assert client.get("/api/model").json()["version"] == 1
+
+
+def test_a_training_process_that_dies_is_a_failed_run_not_a_dead_server(client, server):
+    """As if a backend crashed natively (a segfault in Julia, say): the run fails, the server answers."""
+    assert client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 100000}).status_code == 202
+    deadline = time.time() + 60
+    while client.get("/api/train").json()["step"] < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.job is not None and server.job.process is not None
+    server.job.process.kill()
+    end = events(client)[-1][1]
+    assert end["state"] == "failed" and "ended without a result (exit -9)" in end["message"]
+    assert client.get("/api/model").json()["version"] == 1
+    assert client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 2}).status_code == 202
+    assert events(client)[-1][1]["state"] == "done"
 
 
 def _unavailable_pair() -> tuple[str, str, str] | None:

@@ -205,7 +205,7 @@ def test_phone_width(page, shots: Path):
         page.click(f"#tab-{tab}")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, f"the {tab} tab is {width} px wide at a 360 px viewport"
-    page.screenshot(path=str(shots / "web-phone.png"), full_page=True)
+        page.screenshot(path=str(shots / f"web-phone-{tab}.png"), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 860})
 
 

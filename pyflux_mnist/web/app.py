@@ -32,7 +32,7 @@ from ..errors import ImageError, PyfluxError
 from ..mnist import MnistData, cache_dir, load_mnist
 from ..photo import preprocess
 from .guard import MAX_BODY, BodyTooLarge, Guard
-from .state import BusyError, Loaded, TrainingJob, file_loaded, save_trained, training_options
+from .state import BusyError, Loaded, TrainingJob, file_loaded, training_options
 
 log = logging.getLogger("pyflux_mnist.web")
 
@@ -58,12 +58,13 @@ class Server:
         self.job: TrainingJob | None = None
         self.closing = False
         self._data, self._data_dir = data, data_dir
-        self._lock = threading.Lock()  # model switch, job start, data load
+        self._lock = threading.Lock()  # model switch, job start
+        self._data_lock = threading.Lock()
         self._picture_lock = threading.Lock()
         self._options: dict[str, Any] | None = None
 
     def data(self) -> MnistData:
-        with self._lock:
+        with self._data_lock:
             if self._data is None:
                 self._data = load_mnist(self._data_dir)
             return self._data
@@ -83,24 +84,23 @@ class Server:
                     f"busy: a training run ({s['recipe']} on {s['backend']}) is going; "
                     "wait for it or stop it first"
                 )
-            job = TrainingJob(recipe, backend, seed, steps, epochs, self.data, self._switch)
+            output = last_model_path()
+            output.parent.mkdir(parents=True, exist_ok=True)
+            job = TrainingJob(recipe, backend, seed, steps, epochs, self._data_dir, output, self._switch)
+            job.start()
             self.job = job
-        job.start()
 
-    def _switch(self, result: Any) -> int:
-        """Called by a finished run: save it as the last model, then use it."""
-        path = last_model_path()
-        try:
-            save_trained(result, path)
-        except (OSError, PyfluxError) as e:  # the model is still used, only not kept
-            log.warning("could not keep the trained model in %s: %s", path, e)
+    def _switch(self, path: Path) -> int:
+        """Called when a run has saved its model: use it from now on."""
         with self._lock:
             version = self.loaded.version + 1
-            self.loaded = Loaded(
-                result.model, version, "trained here", time.strftime("%Y-%m-%d %H:%M"),
-                result.losses, result.epoch_steps,
-            )  # fmt: skip
+            self.loaded = file_loaded(path, "trained here", version)
         return version
+
+    def close(self) -> None:
+        self.closing = True
+        if self.job is not None:
+            self.job.kill()
 
     def picture(self, name: str) -> bytes:
         loaded = self.loaded
@@ -276,7 +276,7 @@ def stop_training(request: Request) -> JSONResponse:
     job = server.job
     if job is None or not job.running:
         return error(409, "no training run is going")
-    job.stop_requested = True
+    job.stop()
     return JSONResponse({"stopping": True})
 
 

@@ -15,6 +15,7 @@ import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 
+from ..blas import set_blas_threads
 from ..errors import PyfluxError
 from .app import Server, create_app, last_model_path
 from .guard import LOOPBACK_NAMES, allowed_hosts
@@ -110,6 +111,9 @@ def serve(
             "and start training runs. Use the default --host 127.0.0.1 unless you mean it."
         )
     loaded = initial_model(model_path, data_dir, say)
+    # Predictions are small products: one BLAS thread answers faster than several competing for the cores
+    # (training runs in its own process with all of them).
+    set_blas_threads(1)
     server = Server(loaded, data_dir=data_dir)
     hosts = allowed_hosts(host, port, [*lan_names(), *LOOPBACK_NAMES] if wildcard else ())
     shown = "127.0.0.1" if wildcard else (host if ":" not in host else f"[{host}]")
@@ -128,9 +132,7 @@ def serve(
     try:
         runner.run(sockets=[sock])
     finally:
-        server.closing = True
-        if server.job is not None:
-            server.job.stop_requested = True
+        server.close()
         sock.close()
     if not runner.started:
         raise PyfluxError("the server did not start (see the message above)")

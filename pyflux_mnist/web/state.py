@@ -1,13 +1,16 @@
 """What the server holds between requests: the model in use, its pictures, and at most one training run.
 
-Everything here is plain threads and locks, independent of the web framework, so the API tests and the
-CLI share it. The training run is a thread calling :func:`pyflux_mnist.training.train` with a progress
-callback and a ``stop`` callable (the package's own stop-at-the-next-step mechanism); requests only read
-snapshots of it.
+Everything here is plain threads, locks and one child process, independent of the web framework. The
+training run is a child process running :func:`pyflux_mnist.training.train` (see
+:mod:`~pyflux_mnist.web.train_worker`); a thread reads its progress, and requests only read snapshots.
 """
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,13 +21,10 @@ from typing import Any
 import numpy as np
 
 from ..backends import backend_status
-from ..errors import PyfluxError, TrainingInterrupted
+from ..errors import PyfluxError
 from ..model import Model, load_model
 from ..recipes import RECIPES
-from ..training import TrainResult, check_seed, resolve_recipe, train
-
-#: The most points of a loss curve sent to the page (longer curves are thinned evenly).
-CURVE_POINTS = 600
+from ..training import TrainResult, check_seed, resolve_recipe
 
 
 class BusyError(PyfluxError):
@@ -95,13 +95,6 @@ def save_trained(result: TrainResult, path: Path) -> None:
         np.savez(f, losses=result.losses, epoch_steps=np.int64(result.epoch_steps or 0))
 
 
-def thin(steps: np.ndarray, losses: np.ndarray, limit: int = CURVE_POINTS) -> list[list[float]]:
-    """``[[step, loss], ...]`` with at most ``limit`` points, evenly spaced, always keeping the last."""
-    n = len(losses)
-    idx = np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(np.int64)) if n else []
-    return [[int(steps[i]), float(losses[i])] for i in idx]
-
-
 def training_options() -> dict[str, Any]:
     """Recipes, and for each the backends with ``None`` or the reason it cannot run it here."""
     recipes = []
@@ -120,7 +113,8 @@ def training_options() -> dict[str, Any]:
 
 
 class TrainingJob:
-    """One training run in a thread; :meth:`snapshot` is what the page is told about it."""
+    """One training run in a child process (see :mod:`~pyflux_mnist.web.train_worker`), followed by a
+    thread that reads its progress; :meth:`snapshot` is what the page is told about it."""
 
     def __init__(
         self,
@@ -129,13 +123,18 @@ class TrainingJob:
         seed: int,
         steps: int | None,
         epochs: int | None,
-        data: Any,
-        on_done: Callable[[TrainResult], int],
+        data_dir: str | None,
+        output: Path,
+        on_done: Callable[[Path], int],
     ) -> None:
-        self.recipe_name, self.backend, self.seed = recipe, backend, seed
-        self.recipe = resolve_recipe(recipe, steps=steps, epochs=epochs)  # bad values fail here, as a 400
+        resolve_recipe(recipe, steps=steps, epochs=epochs)  # bad values fail here, as a 400
         check_seed(seed)
-        self._data = data
+        self.recipe_name, self.backend, self.seed = recipe, backend, seed
+        self.spec = {
+            "recipe": recipe, "backend": backend, "seed": seed, "steps": steps, "epochs": epochs,
+            "data_dir": data_dir, "output": str(output),
+        }  # fmt: skip
+        self.output = output
         self._on_done = on_done
         self._lock = threading.Lock()
         self._steps: list[int] = []
@@ -145,43 +144,70 @@ class TrainingJob:
         self.message = ""
         self.model_version: int | None = None
         self.started = time.time()
-        self.stop_requested = False
-        self.thread = threading.Thread(target=self._run, name="pyflux-mnist-train", daemon=True)
+        self.process: subprocess.Popen[str] | None = None
+        self.thread = threading.Thread(target=self._follow, name="pyflux-mnist-train", daemon=True)
 
     def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pyflux_mnist.web.train_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(self.spec))
+        self.process.stdin.close()
         self.thread.start()
 
-    def _progress(self, done: int, total: int, loss: float) -> None:
-        with self._lock:
-            self.state, self.total = "running", total
-            self._steps.append(done)
-            self._losses.append(loss)
+    def stop(self) -> None:
+        """Ctrl-C for the run: it stops at the next step boundary, as ``train`` does in a terminal."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
 
-    def _run(self) -> None:
-        try:
-            data = self._data() if callable(self._data) else self._data
-            result = train(
-                self.recipe,
-                backend=self.backend,
-                data=data,
-                seed=self.seed,
-                on_progress=self._progress,
-                stop=lambda: self.stop_requested,
-            )
-            version = self._on_done(result)
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+
+    def _follow(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        last: dict[str, Any] = {}
+        for line in self.process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "progress":
+                with self._lock:
+                    self.state, self.total = "running", int(event["total"])
+                    self._steps.append(int(event["step"]))
+                    self._losses.append(float(event["loss"]))
+            else:
+                last = event
+        stderr = self.process.stderr.read() if self.process.stderr else ""
+        code = self.process.wait()
+        kind = last.get("event")
+        if kind == "done":
+            try:
+                version = self._on_done(self.output)
+            except PyfluxError as e:
+                self._finish("failed", f"the trained model cannot be loaded: {e}")
+                return
             with self._lock:
-                self.state, self.model_version = "done", version
-                self.message = f"test accuracy {result.test_accuracy:.4f}; now using this model"
-        except TrainingInterrupted:
-            with self._lock:
-                self.state = "stopped"
-                self.message = f"stopped after step {self._steps[-1] if self._steps else 0}; model unchanged"
-        except PyfluxError as e:
-            with self._lock:
-                self.state, self.message = "failed", str(e)
-        except Exception as e:  # a bug must not leave the job "running" forever
-            with self._lock:
-                self.state, self.message = "failed", f"internal error: {type(e).__name__}: {e}"
+                self.model_version = version
+            self._finish("done", f"test accuracy {last['test_accuracy']:.4f}; now using this model")
+        elif kind == "stopped":
+            step = self._steps[-1] if self._steps else 0
+            self._finish("stopped", f"stopped after step {step}; the model in use is unchanged")
+        elif kind == "error":
+            self._finish("failed", str(last.get("message")))
+        else:
+            tail = stderr.strip().splitlines()[-1:] or ["no message"]
+            self._finish("failed", f"the training process ended without a result (exit {code}): {tail[0]}")
+
+    def _finish(self, state: str, message: str) -> None:
+        with self._lock:
+            self.state, self.message = state, message
 
     @property
     def running(self) -> bool:

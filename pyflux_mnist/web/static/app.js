@@ -28,7 +28,7 @@ function selectTab(tab) {
     $(t.getAttribute("aria-controls")).hidden = !on;
   }
   if (tab.id === "tab-inside") loadInside();
-  if (tab.id === "tab-train") loadOptions();
+  if (tab.id === "tab-train") { loadOptions(); drawCurve(); }
 }
 tabs.forEach((t, i) => {
   t.addEventListener("click", () => selectTab(t));
@@ -351,13 +351,18 @@ function nice(x) {
 }
 
 function drawCurve() {
+  // Drawn at the size it is shown (text stays 16 px on a phone and on a projector).
   const c = $("curve");
+  const W = c.clientWidth || 800, H = Math.max(240, Math.round(W * 0.45)), L = 70, R = 20, T = 40, B = 50;
+  const ratio = window.devicePixelRatio || 1;
+  c.width = Math.round(W * ratio);
+  c.height = Math.round(H * ratio);
   const g = c.getContext("2d");
-  const W = c.width, H = c.height, L = 70, R = 20, T = 40, B = 50;
+  g.setTransform(ratio, 0, 0, ratio, 0, 0);
   g.fillStyle = "#fff";
   g.fillRect(0, 0, W, H);
   g.fillStyle = "#1b1b1b";
-  g.font = "bold 20px system-ui, sans-serif";
+  g.font = `bold ${W < 500 ? 15 : 20}px system-ui, sans-serif`;
   g.textAlign = "center";
   g.fillText(job ? `training loss: ${job.recipe} on ${job.backend}` : "training loss", W / 2, 26);
   const pts = job ? job.points : [];
@@ -386,6 +391,8 @@ function drawCurve() {
   pts.forEach(([s, v], i) => (i ? g.lineTo(x(s), y(v)) : g.moveTo(x(s), y(v))));
   g.stroke();
 }
+
+window.addEventListener("resize", () => { if (!$("panel-train").hidden) drawCurve(); });
 
 // --- start ----------------------------------------------------------------------------------------------------
 paint();

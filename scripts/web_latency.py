@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
+import json
+import os
 import signal
 import statistics
 import subprocess
@@ -42,19 +44,25 @@ def photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-def measure(host: str, port: int, body: bytes, kind: str, n: int) -> list[float]:
+def measure(host: str, port: int, body: bytes | None, kind: str, n: int) -> tuple[list[float], list[float]]:
+    """Round trips in ms, and the server's own time for each (its ``ms`` field; empty for a GET)."""
     conn = http.client.HTTPConnection(host, port, timeout=60)
-    times = []
+    times, server = [], []
     for _ in range(n + 3):  # the first few warm up the connection and the thread pool
         t0 = time.perf_counter()
-        conn.request("POST", "/api/predict", body, {"Content-Type": kind})
+        if body is None:
+            conn.request("GET", "/api/model")
+        else:
+            conn.request("POST", "/api/predict", body, {"Content-Type": kind})
         response = conn.getresponse()
-        response.read()
+        answer = json.loads(response.read())
         times.append((time.perf_counter() - t0) * 1000)
         if response.status != 200:
-            raise SystemExit(f"HTTP {response.status}")
+            raise SystemExit(f"HTTP {response.status}: {answer}")
+        if "ms" in answer:
+            server.append(answer["ms"])
     conn.close()
-    return times[3:]
+    return times[3:], server[3:]
 
 
 def main() -> None:
@@ -76,13 +84,19 @@ def main() -> None:
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         host, port = line.split("http://")[1].split("/")[0].split(":")
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        t, _ = measure(host, int(port), None, "", args.n)
+        print(f"GET /api/model (the HTTP path alone): median {statistics.median(t):.1f} ms")
         for name, body, kind in bodies:
-            t = measure(host, int(port), body, kind, args.n)
+            t, server = measure(host, int(port), body, kind, args.n)
             q = statistics.quantiles(t, n=10)
             print(
                 f"{name} ({len(body) / 1e6:.2f} MB): median {statistics.median(t):.1f} ms, "
-                f"10th-90th percentile {q[0]:.1f}-{q[-1]:.1f} ms over {len(t)} requests"
+                f"10th-90th percentile {q[0]:.1f}-{q[-1]:.1f} ms over {len(t)} requests; "
+                f"of which the server's decoding, preprocessing and prediction: median "
+                f"{statistics.median(server):.1f} ms"
             )
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

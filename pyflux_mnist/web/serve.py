@@ -11,6 +11,7 @@ import errno
 import ipaddress
 import socket
 import threading
+import time
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
@@ -62,7 +63,7 @@ def lan_names() -> list[str]:
     """This machine's name and addresses: what a browser on the network may put in ``Host``."""
     names = {socket.gethostname()}
     with contextlib.suppress(OSError):
-        names.update(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None))
+        names.update(str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None))
     return sorted(n if ":" not in n else f"[{n}]" for n in names)
 
 
@@ -85,10 +86,11 @@ def initial_model(model_path: str | None, data_dir: str | None, say: Callable[[s
     say(f"test accuracy {result.test_accuracy:.4f}; kept in {last} for next time")
     try:
         save_trained(result, last)
-    except OSError as e:
-        say(f"could not keep it in {last}: {e.strerror or e}")
-    loaded = file_loaded(last, "trained at start") if last.exists() else None
-    return loaded or Loaded(result.model, 1, "trained at start", "", result.losses, result.epoch_steps)
+    except (OSError, PyfluxError) as e:  # a read-only cache: serve it anyway, train again next time
+        say(f"could not keep it in {last}: {getattr(e, 'strerror', None) or e}")
+        stamp = time.strftime("%Y-%m-%d %H:%M")
+        return Loaded(result.model, 1, "trained at start", stamp, result.losses, result.epoch_steps)
+    return file_loaded(last, "trained at start")
 
 
 def serve(

@@ -190,6 +190,26 @@ end
 rms_acc(state) = state isa Tuple ? state[1] : state
 
 """
+    adam_beta_t(rule, x, t)
+
+Adam's running product `βt` after `t` steps, replayed with the installed Optimisers.jl's own `init` and
+`apply!` on a one-element array of `x`'s eltype, so its type and rounding are exactly what an uninterrupted
+run holds. Rebuilding it by hand is not version-proof: up to Optimisers 0.3.0 `init` keeps the rule's own
+`beta` (FluxML/Optimisers.jl v0.3.0 src/rules.jl:209, `init(o::Adam, x::AbstractArray) = (zero(x),
+zero(x), o.beta)`: Float64 for our rules) and multiplies it by `o.beta` (v0.2.12 src/rules.jl:217) or by
+`T.(o.beta)` (v0.3.0 src/rules.jl:219); from 0.3.1 on it starts at `T.(o.beta)` (v0.4.8 src/rules.jl:214).
+Flux 0.14.0 allows Optimisers 0.2.12 (FluxML/Flux.jl v0.14.0 Project.toml, `Optimisers = "0.2.12"`).
+"""
+function adam_beta_t(rule, x::AbstractArray, t::Integer)
+    z = fill!(similar(x, 1), 0)
+    state = Flux.Optimisers.init(rule, z)
+    for _ in 1:t
+        state, _ = Flux.Optimisers.apply!(rule, state, z, z)
+    end
+    return state[3]
+end
+
+"""
     optimiser_state(tr) -> (t, slots...)
 
 `t` is the number of steps taken. Then one Tuple of arrays (in `[W1, b1, …]` order) per slot:
@@ -209,8 +229,7 @@ end
     load_optimiser_state!(tr, t, slots...)
 
 Restore what `optimiser_state` returned. Arrays are copied into the Leaf state in place; for Adam
-`βt = β^(t+1)` is rebuilt as the same running Float32 product that `Optimisers.apply!` keeps
-(it starts at `β` and is multiplied by `β` after every step).
+`βt` (`β^(t+1)`) is rebuilt by `adam_beta_t`, exactly as the installed Optimisers.jl would hold it.
 """
 function load_optimiser_state!(tr::Trainer, t::Integer, slots...)
     t >= 0 || throw(ArgumentError("expected a non-negative step count t, got $t"))
@@ -232,12 +251,7 @@ function load_optimiser_state!(tr::Trainer, t::Integer, slots...)
     if tr.optimiser == "adam"
         for l in ls
             l === nothing && continue
-            β = Float32.(l.rule.beta)
-            βt = β
-            for _ in 1:t
-                βt = βt .* β
-            end
-            l.state = (l.state[1], l.state[2], βt)  # Leaf is mutable (it carries `frozen` for freeze!)
+            l.state = (l.state[1], l.state[2], adam_beta_t(l.rule, l.state[1], t))  # Leaf is mutable
         end
     end
     tr.t = t

@@ -9,8 +9,19 @@
 #
 #     Flux.train!(loss, params(m), Iterators.repeated((X, Y), 200), ADAM())
 #
-# no longer runs on Flux 0.16: `ADAM` was removed in Flux 0.14.22 (use `Adam`) and the implicit
-# `params` style is deprecated and refused with Optimisers.jl rules. The modern equivalent is
+# no longer runs. What fails depends on the Flux version (docs/flux-backend.md has the sources):
+#
+# * every Flux from 0.14 on: `params` is not exported (only `Flux.params`), so the line as written stops
+#   at `params`: UndefVarError;
+# * Flux 0.14.0-0.14.21: with `Flux.params`, it still runs (`ADAM` is a deprecated alias of the legacy
+#   `Flux.Optimise.Adam`, and implicit `train!` still takes it);
+# * Flux 0.14.22-0.14.25: `ADAM` is gone (FluxML/Flux.jl#2493): UndefVarError: ADAM;
+# * Flux 0.15 and 0.16: `ADAM` is back, deprecated: Optimisers.jl's `@deprecate ADAM Adam`, which Flux
+#   re-exports with `@reexport using Optimisers`; but it builds an Optimisers.jl rule, and `train!` with
+#   implicit `Flux.params` refuses one ("can't mix implicit Params with explicit rule from Optimisers.jl");
+#   `Flux.params` itself is deprecated.
+#
+# The modern equivalent is
 #
 #     loss(m, x, y) = Flux.crossentropy(m(x), y)
 #     opt_state = Flux.setup(Adam(), m)
@@ -87,4 +98,11 @@ function main(args)
     println("test accuracy: $(round(accuracy(Xtest, test_labels); digits=4))")
 end
 
-abspath(PROGRAM_FILE) == @__FILE__ && main(ARGS)
+# The check is the one Julia's FAQ gives (JuliaLang/julia doc/src/manual/faq.md, "How do I check if the
+# current file is being run as the main script?"), inside `if ... end`. Never `... == @__FILE__ && main(ARGS)`:
+# a macro call without parentheses takes the rest of the line as its arguments (`@name expr1 expr2 ...`), so
+# JuliaSyntax, Julia's parser since 1.10, reads `(macrocall @__FILE__ (error &&) (call main ARGS))` and stops
+# with a ParseError. tests/test_julia_files.py checks every .jl file with two parsers.
+if abspath(PROGRAM_FILE) == @__FILE__
+    main(ARGS)
+end

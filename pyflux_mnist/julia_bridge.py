@@ -76,13 +76,35 @@ def unavailable_reason() -> str | None:
 
 
 def setup_failure_message(error: BaseException) -> str:
-    """One line for "juliacall is installed but could not give us Julia + Flux" (offline, no Julia...)."""
+    """One line for "juliacall is installed but could not give us Julia + Flux" (offline, no Julia...).
+
+    The offline fix it names is the one that works on a fresh environment: juliacall's own EXE + PROJECT
+    pair, which bypasses juliapkg. ``PYTHON_JULIAPKG_OFFLINE=yes`` does not: juliapkg then skips writing the
+    project and adding packages (pyjuliapkg 0.1.28 ``deps.py`` l.558, ``if not STATE["offline"]:`` around
+    all of it), so a new venv's project stays empty and ``using PythonCall`` fails.
+    """
     detail = first_line(str(error)) or type(error).__name__
     return (
-        f"juliacall could not set up Julia and Flux ({detail}); without internet access, point "
-        "PYTHON_JULIAPKG_EXE at an installed Julia whose depot has Flux and set PYTHON_JULIAPKG_OFFLINE=yes "
+        f"juliacall could not set up Julia and Flux ({detail}); offline, set PYTHON_JULIACALL_EXE (a julia) "
+        f"and PYTHON_JULIACALL_PROJECT (a Julia project that already has Flux and {pinned_pythoncall()}) "
+        "together, or start the backend once with internet access "
         f"(see {DOCS}, section 'Offline and existing Julia')"
     )
+
+
+def pinned_pythoncall() -> str:
+    """``PythonCall =0.9.37``: the PythonCall version the installed juliacall requires, read from its
+    ``juliapkg.json`` without importing it (importing juliacall starts Julia)."""
+    import json
+
+    spec = importlib.util.find_spec("juliacall")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        try:
+            deps = json.loads((Path(folder) / "juliapkg.json").read_text())
+            return f"PythonCall {deps['packages']['PythonCall']['version']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return "the PythonCall version your juliacall pins"
 
 
 def first_line(text: str) -> str:
@@ -106,7 +128,8 @@ def translate_julia_error(error: BaseException, showerror: Any = None) -> JuliaR
             text = None
     if not text:
         text = str(error)
-    return JuliaRuntimeError(f"Julia: {first_line(text) or type(error).__name__}")
+    line = first_line(text).removeprefix("Julia: ")  # PythonCall's own prefix on a TypeError
+    return JuliaRuntimeError(f"Julia: {line or type(error).__name__}")
 
 
 # --- environment, set before the first `import juliacall` ----------------------------------------------
@@ -175,6 +198,13 @@ class Julia:
             return getattr(self.module, name)(*args, **kwargs)
         except self.juliacall.JuliaError as e:
             raise translate_julia_error(e, self._showerror) from e
+        except TypeError as e:
+            # A MethodError on the called function itself (wrong argument types or count) reaches Python as a
+            # TypeError "Julia: " + showerror (PythonCall.jl 0.9.34 src/JlWrap/any.jl l.56-57, pyjlany_call's
+            # error type; src/JlWrap/base.jl l.124, errset). Any other TypeError is Python's own: re-raised.
+            if not str(e).startswith("Julia: "):
+                raise
+            raise translate_julia_error(e) from e
 
     def _showerror(self, exception: Any) -> str:
         return str(self.juliacall.Main.sprint(self.juliacall.Main.showerror, exception))

@@ -3,11 +3,29 @@ user's cache (filled by ``pyflux-mnist data download``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
 from subset import Subset
+
+
+def _start_julia_before_torch() -> None:
+    """PythonCall's FAQ reports heap corruption when torch is imported before juliacall (PythonCall.jl
+    docs/src/faq.md, "Heap corruption when using PyTorch"), and test_parity_torch.py imports torch when it is
+    collected. So when the Julia tests must run (``PYFLUX_MNIST_JULIA=1``, as in CI), start Julia here, before
+    any test module is collected. A failure is remembered by the bridge and reported by the Julia tests."""
+    if os.environ.get("PYFLUX_MNIST_JULIA") != "1":
+        return
+    from pyflux_mnist import julia_bridge
+    from pyflux_mnist.errors import BackendUnavailable
+
+    with contextlib.suppress(BackendUnavailable):
+        julia_bridge.load()
+
+
+_start_julia_before_torch()
 
 REPO = Path(__file__).resolve().parent.parent
 # Read before any test swaps XDG_CACHE_HOME for a temporary one.

@@ -60,6 +60,13 @@ class PyFluxMNIST:
     def boom(self):
         raise JuliaError("ArgumentError: expected X with 784 rows", "backtrace")
 
+    def wrong_arity(self, *args):
+        # What PythonCall raises for a MethodError on the called function itself: "Julia: " + showerror.
+        raise TypeError("Julia: MethodError: no method matching train_steps!(::Int64)\\n\\nClosest: ...")
+
+    def python_type_error(self):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
 
 def newmodule(name):
     return Module()
@@ -172,8 +179,10 @@ def test_setup_failure_is_one_line_naming_the_offline_settings(fake_juliacall, m
         jb.load()
     msg = str(e.value)
     assert "\n" not in msg and "Could not download Julia" in msg
-    for needle in ("PYTHON_JULIAPKG_OFFLINE", "PYTHON_JULIAPKG_EXE", "docs/flux-backend.md"):
+    # The recipe that works on a fresh venv (defect 3): juliacall's EXE + PROJECT pair, not juliapkg offline.
+    for needle in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIACALL_PROJECT", "together", "Flux", jb.DOCS):
         assert needle in msg
+    assert "PYTHON_JULIAPKG_OFFLINE" not in msg
     assert jb.unavailable_reason() == msg  # remembered: juliacall cannot be started twice
     assert jb.julia_status()["reason"] == msg
 
@@ -208,6 +217,52 @@ def test_call_translates_julia_errors_and_keeps_the_trace_as_cause(fake_juliacal
         julia.call("boom")
     assert str(e.value) == "Julia: ArgumentError: expected X with 784 rows"
     assert type(e.value.__cause__).__name__ == "JuliaError"  # printed only by --verbose
+
+
+def test_conftest_starts_julia_before_torch_when_julia_is_required(tmp_path):
+    """Defect 7: with PYFLUX_MNIST_JULIA=1 pytest imports juliacall before anything imports torch."""
+    import os
+    import subprocess
+
+    pytest.importorskip("torch")
+    record = tmp_path / "torch_loaded_at_juliacall_import"
+    fake = textwrap.dedent(FAKE_JULIACALL)
+    fake = f"import sys\nopen({str(record)!r}, 'w').write(str('torch' in sys.modules))\n" + fake
+    (tmp_path / "juliacall.py").write_text(fake)
+    env = {**os.environ, "PYFLUX_MNIST_JULIA": "1", "PYTHONPATH": str(tmp_path)}
+    tests = Path(__file__).resolve().parent
+    collect = ["--collect-only", "-q", "-p", "no:cacheprovider", "test_parity_torch.py"]
+    subprocess.run(
+        [sys.executable, "-m", "pytest", *collect],
+        cwd=tests,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    assert record.read_text() == "False"  # juliacall came first, although that file imports torch
+
+
+def test_a_method_error_on_the_called_function_is_one_line_too(fake_juliacall):
+    """Defect 8: PythonCall raises TypeError("Julia: MethodError: ...") there, not JuliaError."""
+    julia = jb.load()
+    with pytest.raises(jb.JuliaRuntimeError) as e:
+        julia.call("wrong_arity", 1)
+    assert str(e.value) == "Julia: MethodError: no method matching train_steps!(::Int64)"
+    assert isinstance(e.value.__cause__, TypeError)
+    with pytest.raises(TypeError, match="unsupported operand"):  # Python's own TypeError is not Julia's
+        julia.call("python_type_error")
+
+
+def test_the_hint_names_the_pythoncall_version_juliacall_pins(tmp_path, monkeypatch):
+    pkg = tmp_path / "juliacall"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise RuntimeError('a test must never import this')\n")
+    (pkg / "juliapkg.json").write_text('{"packages": {"PythonCall": {"uuid": "x", "version": "=0.9.37"}}}')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "juliacall", raising=False)
+    assert jb.pinned_pythoncall() == "PythonCall =0.9.37"
+    assert "PythonCall =0.9.37" in jb.setup_failure_message(RuntimeError("no julia"))
+    assert "juliacall" not in sys.modules
 
 
 def test_cli_prints_one_line_and_exits_1(monkeypatch):

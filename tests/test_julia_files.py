@@ -48,6 +48,49 @@ def test_julia_file_parses(path: Path):
     assert not bad, "\n".join(bad)
 
 
+def _fatou() -> str:
+    """The ``fatou`` binary (PyPI ``fatou``, in the dev extra): a Rust Julia parser and linter whose parser
+    follows JuliaSyntax, Julia's own parser since 1.10, where tree-sitter-julia is more lenient."""
+    exe = shutil.which("fatou") or shutil.which("fatou", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("fatou is not installed: pip install -e '.[dev]'")
+    return exe
+
+
+def _fatou_parse(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_fatou(), "--no-config", "--color", "never", "parse", "--to", "sexpr", str(path)],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("path", JL_FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_julia_file_parses_with_fatou(path: Path):
+    result = _fatou_parse(path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0 and "diagnostic" not in out and "(error" not in out, out[-3000:]
+
+
+def test_fatou_lint_is_clean():
+    command = [_fatou(), "--no-config", "--color", "never", "lint", *map(str, JL_FILES)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "clean" in result.stdout + result.stderr
+
+
+def test_fatou_rejects_what_tree_sitter_accepts(tmp_path: Path):
+    """The old last line of tutorial.jl: JuliaSyntax reads `@__FILE__ && main(ARGS)` as a macro call's
+    arguments and fails; tree-sitter-julia accepts it. So the second parser is not redundant."""
+    bad = tmp_path / "old_tutorial_tail.jl"
+    bad.write_text("abspath(PROGRAM_FILE) == @__FILE__ && main(ARGS)\n")
+    result = _fatou_parse(bad)
+    assert "(macrocall @__FILE__ (error &&)" in result.stdout
+    assert "operator is not a valid value" in result.stdout + result.stderr
+    tree = _parser().parse(bad.read_bytes())
+    assert not any(n.type == "ERROR" or n.is_missing for n in _nodes(tree.root_node))
+
+
 def _code_only(path: Path) -> str:
     """The source with comments and string contents blanked (interpolations stay: they are code)."""
     src = bytearray(path.read_bytes())

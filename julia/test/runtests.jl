@@ -32,7 +32,9 @@ end
 
     @testset "$loss / $opt" for loss in ("crossentropy", "logitcrossentropy", "squared_error"),
                                 opt in ("adam", "descent", "rmsprop")
-        lr = opt == "descent" ? 0.5 : 1e-3
+        # Descent at 0.5 diverged (NaN from about step 5) for squared_error: identity outputs, a ReLU layer
+        # and 784 features of size ~1. 0.05 failed 1 seed in 20, 0.01 none: tests/test_julia_twins.py.
+        lr = opt == "descent" ? 0.01 : 1e-3
         tr = Trainer(ps, ("relu", "identity"), loss, true, X, Y; optimiser=opt, lr=lr)
         losses = train_steps!(tr, Int[], fill(-1, 30))
         @test length(losses) == 30

@@ -19,6 +19,10 @@ BACKENDS: dict[str, str] = {
 }
 
 
+#: The backend every other one is checked against (``pyflux-mnist doctor``): plain NumPy, always available.
+REFERENCE_BACKEND = "numpy"
+
+
 def backend_names() -> list[str]:
     return list(BACKENDS)
 
@@ -59,6 +63,7 @@ def available_backends() -> list[str]:
 
 __all__ = [
     "BACKENDS",
+    "REFERENCE_BACKEND",
     "Backend",
     "Trainer",
     "available_backends",

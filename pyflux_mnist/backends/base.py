@@ -76,6 +76,12 @@ class Backend(ABC):
         """A short version description for reports (library versions)."""
         return ""
 
+    def threads(self) -> dict[str, int | str]:
+        """The thread counts this backend computes with, for reports: by default NumPy's BLAS threads."""
+        from ..blas import blas_threads
+
+        return {"BLAS": blas_threads()}
+
     @abstractmethod
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         """Start training ``recipe``'s network from ``params`` on ``X`` (784, N) and ``Y`` (10, N)."""

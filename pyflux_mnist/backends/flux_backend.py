@@ -113,6 +113,13 @@ class FluxBackend(Backend):
             return ""
         return f"Flux {st['flux']}, Julia {st['julia']}, juliacall {st['juliacall']}"
 
+    def threads(self) -> dict[str, int | str]:
+        """Julia's threads (as juliacall started it) and Julia's BLAS threads. Starts Julia."""
+        from .. import julia_bridge
+
+        st = julia_bridge.julia_status(start=True)
+        return {"Julia": st.get("julia_threads") or "?", "Julia BLAS": st.get("blas_threads", "?")}
+
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         self.check_recipe(recipe)
         return FluxTrainer(self._julia(), recipe, params, X, Y)

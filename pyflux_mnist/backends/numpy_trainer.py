@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..blas import blas_controller, blas_threads
+from ..errors import PyfluxError
 from ..spec import Recipe
 from .base import Trainer
 from .numpy_backend import CE_EPS, Optimizer, activate, loss_and_output_grad
@@ -76,6 +77,12 @@ class NumpyTrainer(Trainer):
     ) -> None:
         self.recipe = recipe
         self.spec = recipe.model
+        # PyFluxMNIST.Trainer refuses this too
+        if X.ndim != 2 or Y.shape != (recipe.model.sizes[-1], X.shape[1]):
+            raise PyfluxError(
+                f"expected Y of shape ({recipe.model.sizes[-1]}, {X.shape[1]}) (targets × samples) for X of "
+                f"shape {X.shape}, got {Y.shape}"
+            )
         self._X_rows, self._Y_rows = X.T, Y.T  # (N, 784) and (N, 10) C-contiguous for prepared data
         self._blas = blas_controller()  # kept: pinning BLAS at every step must not search for it again
         self.threads = max(1, threads if threads is not None else blas_threads(self._blas))

@@ -125,6 +125,10 @@ class TorchBackend(Backend):
     def version(self) -> str:
         return f"torch {_torch().__version__}"
 
+    def threads(self) -> dict[str, int | str]:
+        torch = _torch()
+        return {"intra-op": torch.get_num_threads(), "inter-op": torch.get_num_interop_threads()}
+
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         self.check_recipe(recipe)
         return TorchTrainer(recipe, params, X, Y)

@@ -45,6 +45,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def _register() -> None:
     from . import bench as bench_commands
     from . import data as data_commands
+    from . import doctor as doctor_commands
     from . import images as image_commands
     from . import reproduce as reproduce_commands
     from . import serve as serve_commands
@@ -56,6 +57,7 @@ def _register() -> None:
         image_commands,
         reproduce_commands,
         bench_commands,
+        doctor_commands,
         serve_commands,
     ):
         for command in module.COMMANDS:

@@ -41,8 +41,10 @@ def bind(host: str, port: int) -> socket.socket:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise PyfluxError(f"cannot listen on {host!r}: {e.strerror}") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, kind, proto, _, address = infos[0]
+    # The protocol number matters: asyncio sets TCP_NODELAY only on sockets that say IPPROTO_TCP, and
+    # without it every keep-alive response waits ~40 ms for a delayed ACK (measured: 48 ms vs 0.3 ms).
+    sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)

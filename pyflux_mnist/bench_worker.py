@@ -201,6 +201,13 @@ def _torch_blas(torch) -> str:
 
 
 def main() -> int:
+    try:
+        return _serve()
+    except BrokenPipeError:  # the parent is gone (Ctrl-C there): nobody to answer, nothing to report
+        os._exit(1)
+
+
+def _serve() -> int:
     out = _protocol_stream()
     config = json.loads(sys.stdin.readline())
     worker = Worker(config, out)
@@ -215,7 +222,7 @@ def main() -> int:
         from .errors import BackendUnavailable
 
         status = "unavailable" if isinstance(e, BackendUnavailable) else "error"
-        if status == "error":
+        if status == "error" and config.get("verbose"):  # else the parent's one line says it
             traceback.print_exc()
         worker.send(event=status, reason=_one_line(e) if status == "error" else str(e))
         return 0
@@ -233,7 +240,8 @@ def main() -> int:
                     worker.send(event="finished", peak_rss_mb=_peak_rss_mb())
                 return 0
         except Exception as e:
-            traceback.print_exc()
+            if config.get("verbose"):
+                traceback.print_exc()
             worker.send(event="error", reason=_one_line(e))
             return 0
     return 0

@@ -32,6 +32,7 @@ from .errors import DivergedError, ModelFileError, PyfluxError
 from .model import FORMAT as MODEL_FORMAT
 from .model import entry_name, open_npz, read_array, read_meta, recipe_from_meta, write_npz
 from .spec import Recipe
+from .userpaths import escape
 
 FORMAT = "pyflux-mnist-checkpoint"
 FORMAT_VERSION = 1
@@ -55,16 +56,30 @@ class Checkpoint:
     data_fingerprint: str
     every: int = 0  # the checkpoint interval the run used
     extra: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None  # where it was read from (not stored): named in every error about it
 
     @property
     def steps_done(self) -> int:
         return len(self.losses)
 
 
-def data_fingerprint(labels: np.ndarray) -> str:
-    """A short hash of the training labels in training order: changes if the data or its preparation does."""
+#: The image part of the fingerprint hashes every IMAGE_STRIDE-th value of the prepared training inputs
+#: (a prime, so the sample walks across pixels and images alike: ~11,500 of 47 million values for MNIST).
+IMAGE_STRIDE = 4099
+
+
+def data_fingerprint(labels: np.ndarray, images: np.ndarray | None = None) -> str:
+    """A short hash of the training labels in training order, and of a strided sample of the prepared
+    training images (``(784, N)``): changes if the data or its preparation does (inverted images too).
+
+    ``N:<labels>`` without images (checkpoints written before images were fingerprinted look like that).
+    """
     labels = np.ascontiguousarray(labels, dtype=np.uint8)
-    return f"{len(labels)}:{hashlib.sha256(labels.tobytes()).hexdigest()[:16]}"
+    out = f"{len(labels)}:{hashlib.sha256(labels.tobytes()).hexdigest()[:16]}"
+    if images is not None:
+        sample = np.ascontiguousarray(np.asarray(images).reshape(-1)[::IMAGE_STRIDE], dtype=np.float32)
+        out += f":img{hashlib.sha256(sample.tobytes()).hexdigest()[:16]}"
+    return out
 
 
 def _slot_key(key: str) -> str:
@@ -147,6 +162,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         total_steps=total,
         data_fingerprint=fingerprint,
         every=_count(meta, "every", path, minimum=0),
+        path=str(path),
     )
 
 
@@ -159,9 +175,17 @@ def _count(meta: dict[str, Any], key: str, path: Path, minimum: int = 1) -> int:
     return value
 
 
-def check_resumable(ck: Checkpoint, backend: str, total_steps: int, fingerprint: str, path: Any) -> None:
+def check_resumable(
+    ck: Checkpoint, backend: str, total_steps: int, fingerprint: str, path: Any = None
+) -> None:
     """Refuse to continue a checkpoint on another backend, schedule or data set: the result would be
-    neither the interrupted run nor a new one."""
+    neither the interrupted run nor a new one.
+
+    A checkpoint from before the images were fingerprinted (``N:<labels>``) is compared on its labels.
+    """
+    path = escape(path or ck.path or "(in memory)")
+    if ck.data_fingerprint.count(":") == 1:
+        fingerprint = fingerprint.rsplit(":img", 1)[0]
     if ck.backend != backend:
         raise PyfluxError(
             f"checkpoint {path} was written by the {ck.backend} backend; "
@@ -172,8 +196,10 @@ def check_resumable(ck: Checkpoint, backend: str, total_steps: int, fingerprint:
             f"checkpoint {path} is for a {ck.total_steps}-step run; this one would have {total_steps} steps"
         )
     if ck.data_fingerprint != fingerprint:
+        same_labels = ck.data_fingerprint.split(":")[:2] == fingerprint.split(":")[:2]
+        what = "other images (same labels)" if same_labels else "different data"
         raise PyfluxError(
-            f"checkpoint {path} was trained on different data ({ck.data_fingerprint}, here {fingerprint})"
+            f"checkpoint {path} was trained on {what} ({escape(ck.data_fingerprint)}, here {fingerprint})"
         )
 
 
@@ -184,14 +210,28 @@ class StopFlag:
     """While active, the first SIGINT (Ctrl-C) only sets :attr:`requested`; training stops at the next step
     boundary, so the saved state is never half an update. A second Ctrl-C interrupts at once."""
 
+    #: SIGTERM (``kill``, a job scheduler's time limit, ``docker stop``) is handled like Ctrl-C.
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signum: int | None = None  # the signal that asked to stop
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal, as shells report it: 130 for Ctrl-C, 143 for SIGTERM."""
+        return 128 + int(self.signum or signal.SIGINT)
+
+    @property
+    def what(self) -> str:
+        return "terminated (SIGTERM)" if self.signum == signal.SIGTERM else "interrupted"
 
     @contextlib.contextmanager
     def active(self) -> Iterator[StopFlag]:
@@ -199,11 +239,12 @@ class StopFlag:
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, self._previous)
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
 
 
 def check_every(every: int) -> int:

@@ -4,6 +4,20 @@ The CLI prints ``str(error)`` of any :class:`PyfluxError` on one line and exits 
 and keeps its traceback.
 """
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'torch'?)`` for a near miss such as ``pytorch``, else ``""``."""
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if not close:  # "pytorch" vs "torch": a known name inside the typed one (or the other way round)
+        close = [c for c in choices if c in name or (len(name) >= 3 and name in c)][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 class PyfluxError(Exception):
     """Base class for every error meant for a user, not a developer."""
@@ -30,9 +44,32 @@ class DivergedError(PyfluxError):
 
 
 class TrainingInterrupted(PyfluxError):
-    """Ctrl-C during training: the run stopped cleanly between two steps (exit code 130, as for SIGINT)."""
+    """Ctrl-C or SIGTERM during training: the run stopped cleanly between two steps (exit code 130 for
+    SIGINT, 143 for SIGTERM, as shells report them).
+
+    The message says what happened; each command adds what is true for it (``train`` can resume from a
+    checkpoint, ``tutorial`` and ``reproduce`` cannot) with :meth:`with_advice`.
+    """
 
     exit_code = 130
+
+    def __init__(
+        self,
+        message: str,
+        steps_done: int = 0,
+        total_steps: int = 0,
+        checkpoint: str | None = None,
+        exit_code: int = 130,
+    ) -> None:
+        super().__init__(message)
+        self.steps_done, self.total_steps, self.checkpoint = steps_done, total_steps, checkpoint
+        self.exit_code = exit_code
+
+    def with_advice(self, advice: str) -> TrainingInterrupted:
+        """The same interruption, its message followed by ``advice``."""
+        return TrainingInterrupted(
+            f"{self} {advice}", self.steps_done, self.total_steps, self.checkpoint, self.exit_code
+        )
 
 
 class ImageError(PyfluxError):

@@ -11,9 +11,11 @@ deleted; and nothing prompts or hangs (timeouts, one line per failing mirror).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
+import stat
 import sys
 import time
 import urllib.error
@@ -27,7 +29,9 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import DataError
+from .flags import env_flag
 from .idx import IdxError, read_idx_hashed
+from .userpaths import escape, file_kind, make_dirs, os_error_line
 
 
 class MnistFile(NamedTuple):
@@ -64,7 +68,9 @@ MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-TIMEOUT_S = 30.0
+TIMEOUT_S = 30.0  # per read: a mirror silent this long is given up
+#: Per file and mirror, whatever the mirror sends (a drip-feed of one byte a second never trips TIMEOUT_S).
+DEADLINE_S = 600.0
 _NO_VERIFY_HINT = (
     "if it is a deliberate MNIST-format dataset (e.g. Fashion-MNIST) use --no-verify (verify=False)"
 )
@@ -99,7 +105,7 @@ def mirrors() -> list[str]:
 def _offline(offline: bool | None) -> bool:
     if offline is not None:
         return offline
-    return os.environ.get("PYFLUX_MNIST_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    return env_flag("PYFLUX_MNIST_OFFLINE")
 
 
 class _Place(NamedTuple):
@@ -111,17 +117,35 @@ class _Place(NamedTuple):
         return self.origin == "cache"
 
 
+def _user_dir(value: str | os.PathLike[str], how: str) -> Path:
+    """``~`` expanded; ``~nosuchuser`` is a one-line error, not a RuntimeError."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        raise DataError(escape(f"MNIST directory {value} (from {how}): cannot expand '~' there")) from None
+
+
 def _place(data_dir: str | os.PathLike[str] | None) -> _Place:
     """Pick the directory; an explicit one must exist (never fall back silently to somewhere else)."""
     if data_dir is not None:
-        place = _Place(Path(data_dir).expanduser(), "argument")
+        place = _Place(_user_dir(data_dir, "--data-dir"), "argument")
     elif os.environ.get("PYFLUX_MNIST_DATA"):
-        place = _Place(Path(os.environ["PYFLUX_MNIST_DATA"]).expanduser(), "PYFLUX_MNIST_DATA")
+        place = _Place(_user_dir(os.environ["PYFLUX_MNIST_DATA"], "$PYFLUX_MNIST_DATA"), "PYFLUX_MNIST_DATA")
     else:
         return _Place(cache_dir(), "cache")
-    if not place.directory.is_dir():
-        how = "--data-dir" if place.origin == "argument" else "$PYFLUX_MNIST_DATA"
-        raise DataError(f"MNIST directory {place.directory} (from {how}) does not exist")
+    how = "--data-dir" if place.origin == "argument" else "$PYFLUX_MNIST_DATA"
+    try:
+        st = place.directory.stat()
+    except FileNotFoundError:
+        raise DataError(escape(f"MNIST directory {place.directory} (from {how}) does not exist")) from None
+    except OSError as e:
+        raise DataError(os_error_line(e, place.directory, f"MNIST directory (from {how})")) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise DataError(
+            escape(
+                f"MNIST directory {place.directory} (from {how}) is {file_kind(st.st_mode)}, not a directory"
+            )
+        )
     return place
 
 
@@ -166,20 +190,70 @@ def _obtain(
     place: _Place, name: str, *, verify: bool, offline: bool, progress: bool
 ) -> tuple[np.ndarray, bool]:
     """Read ``name`` from ``place``; in the cache, replace a missing or bad file by a fresh download."""
-    path = _find(place.directory, name)
-    if path is not None:
+    for _attempt in range(2):  # a second look if another process replaced the file while we read it
+        path = _find(place.directory, name)
+        if path is None:
+            break
+        identity = _identity(path)
         try:
             return _check(path, name, verify, hint=not place.is_cache)
         except DataError as e:
             if not place.is_cache:
                 raise
-            path.unlink(missing_ok=True)  # our own cache: a bad file is deleted, never trusted again
+            if _identity(path) != identity:
+                continue  # not the file we found bad: someone (a concurrent download) replaced it
+            aside = _move_aside(path, identity)
+            if aside is None:
+                continue
+            done = f"moved it aside to {aside}"
             if offline:
-                raise DataError(f"{e}; deleted it from the cache, run again online to download it") from e
-            print(f"pyflux-mnist: {e}; deleted, downloading again", file=sys.stderr)
-    elif offline or not place.is_cache:
+                raise DataError(f"{e}; {done}, run again online to download it") from e
+            print(escape(f"pyflux-mnist: {e}; {done}, downloading again"), file=sys.stderr)
+            break
+    else:
+        raise DataError(escape(f"{place.directory}: {name} keeps changing while it is read"))
+    if path is None and (offline or not place.is_cache):
         raise _missing_error(place, [name])
     return _check(download(name, place.directory, progress=progress), name, verify)
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells one file from its replacement: device, inode, size, modification time."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _move_aside(path: Path, identity: tuple[int, int, int, int] | None) -> Path | None:
+    """Rename a bad cache file to ``NAME.corrupt`` (or ``NAME.corrupt-2``...) beside it, never deleting it:
+    the cache may be a link to a user's own folder, and the file may not be ours.
+
+    Only the exact file found bad is moved: if what was renamed turns out to be another file (a concurrent
+    download renamed its verified copy into place in between), it is put back (without overwriting a
+    newer copy) and ``None`` is returned.
+    """
+    for k in range(1, 100):
+        aside = path.with_name(f"{path.name}.corrupt" + (f"-{k}" if k > 1 else ""))
+        if aside.exists() or aside.is_symlink():
+            continue
+        try:
+            os.rename(path, aside)  # atomic: whatever is under `path` now is what moves
+        except OSError as e:
+            raise DataError(os_error_line(e, path, "cannot move the bad cache file aside:")) from None
+        if _identity(aside) != identity:  # `path` was replaced between our check and the rename
+            try:
+                os.link(aside, path)  # put it back, unless yet another copy is there by now
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links here: rename it back (both copies are the good one)
+                os.replace(aside, path)
+                return None
+            aside.unlink(missing_ok=True)
+            return None
+        return aside
+    raise DataError(escape(f"{path}: too many .corrupt copies beside it; remove them"))
 
 
 _MEMO: dict[tuple[Any, ...], MnistData] = {}
@@ -235,25 +309,35 @@ def load_mnist(
 def download_mnist(
     data_dir: str | os.PathLike[str] | None = None, *, offline: bool | None = None, progress: bool = True
 ) -> Path:
-    """Make sure the four verified files are in ``data_dir`` (default: the cache); returns the directory.
+    """Make sure the four verified files are in ``data_dir`` (default: ``$PYFLUX_MNIST_DATA`` if set,
+    else the cache); returns the directory.
 
-    Missing files are downloaded, also into a user's directory (created if need be); a bad file there is
-    reported, not replaced.
+    Missing files are downloaded, also into a user's directory (created if need be, and removed again if
+    the download fails and it is still empty); a bad file there is reported, not replaced. Nothing is
+    fetched when all four are present and verified.
     """
-    if data_dir is None:
+    if data_dir is None and os.environ.get("PYFLUX_MNIST_DATA"):
+        place = _place(None)  # the user's folder: it must exist, as for every other command
+    elif data_dir is None:
         place = _Place(cache_dir(), "cache")
     else:
-        place = _Place(Path(data_dir).expanduser(), "argument")
+        place = _Place(_user_dir(data_dir, "--data-dir"), "argument")
     offline = _offline(offline)
     missing = [n for n in FILES if _find(place.directory, n) is None]
     if missing and offline:
         raise _missing_error(place._replace(origin="cache"), missing)
-    place.directory.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        if _find(place.directory, name) is None:
-            download(name, place.directory, progress=progress)
-        else:
-            _obtain(place, name, verify=True, offline=offline, progress=progress)
+    created = make_dirs(place.directory)
+    try:
+        for name in FILES:
+            if _find(place.directory, name) is None:
+                download(name, place.directory, progress=progress)
+            else:
+                _obtain(place, name, verify=True, offline=offline, progress=progress)
+    except BaseException:
+        for d in reversed(created):  # only folders we made, and only while empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
     return place.directory
 
 
@@ -262,9 +346,10 @@ def download(name: str, directory: Path, *, progress: bool = True) -> Path:
 
     The bytes go to a temporary file beside the target, are checked on the fly (gzip integrity, size
     and SHA-256 of the decompressed stream), and only then renamed: concurrent or interrupted downloads
-    can never leave a partial file under the real name.
+    can never leave a partial file under the real name. Each attempt is bounded in bytes (a gzip of the
+    file cannot be much larger than the file) and in time (:data:`DEADLINE_S`, whatever the mirror sends).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     target = directory / f"{name}.gz"
     _remove_stale_temporaries(target)
     failures = []
@@ -282,11 +367,15 @@ def download(name: str, directory: Path, *, progress: bool = True) -> Path:
                 reason = str(e.reason)
             else:
                 reason = str(e) or type(e).__name__
-            print(f"pyflux-mnist: {url}: {reason}", file=sys.stderr)
+            print(escape(f"pyflux-mnist: {url}: {reason}"), file=sys.stderr)
             failures.append(url)
+    still_missing = [n for n in FILES if _find(directory, n) is None] or [name]
+    names = ", ".join(f"{n}[.gz]" for n in still_missing)
     raise DataError(
-        f"could not download {name} from {len(failures)} mirror(s) (see above); put {name}.gz in "
-        f"{directory} or set PYFLUX_MNIST_DATA / PYFLUX_MNIST_MIRRORS"
+        escape(
+            f"could not download {name} from {len(failures)} mirror(s) (see above); put {names} in "
+            f"{directory} or set PYFLUX_MNIST_DATA / PYFLUX_MNIST_MIRRORS"
+        )
     )
 
 
@@ -304,16 +393,26 @@ def _stream(response: Any, out: Any, name: str, progress: bool) -> None:
     """Copy ``response`` to ``out`` while checking the decompressed stream against :data:`FILES`."""
     spec = FILES[name]
     total = int(response.headers.get("Content-Length") or 0)
+    limit = max_download_bytes(spec)
+    if total > limit:
+        raise DataError(f"announces {total} bytes; a gzip of {name} is at most {limit}")
+    deadline = time.monotonic() + DEADLINE_S
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip wrapper; checks CRC and length at the end
     sha, size, received, shown = hashlib.sha256(), 0, 0, -1
     try:
-        while chunk := response.read(1 << 16):
-            out.write(chunk)
+        while chunk := response.read1(1 << 16):  # returns what has arrived: the deadline is checked often
+            if time.monotonic() > deadline:
+                raise DataError(f"took longer than {DEADLINE_S:.0f} s; giving up on this mirror")
             received += len(chunk)
+            if received > limit:
+                raise DataError(f"sent more than {limit} bytes, more than a gzip of {name} can be")
+            out.write(chunk)
             try:
                 data = inflate.decompress(chunk)
             except zlib.error as e:
                 raise DataError(f"not a valid gzip file (an error page?): {e}") from e
+            if inflate.eof and inflate.unused_data:
+                raise DataError("more bytes after the end of the gzip file (not the MNIST file)")
             size += len(data)
             if size > spec.size:
                 raise DataError(f"decompresses to more than the {spec.size} bytes of {name}")
@@ -329,6 +428,12 @@ def _stream(response: Any, out: Any, name: str, progress: bool) -> None:
         raise DataError("not a complete gzip file (truncated, or an error page)")
     if size != spec.size or sha.hexdigest() != spec.sha256:
         raise DataError(f"checksum mismatch for {name} (corrupt, or changed upstream)")
+
+
+def max_download_bytes(spec: MnistFile) -> int:
+    """The most bytes a gzip of ``spec`` can take: stored (uncompressed) deflate blocks add 5 bytes per
+    64 KiB, plus the gzip header and trailer; 1 % and 64 KiB of slack on top."""
+    return spec.size + spec.size // 100 + (1 << 16)
 
 
 def _bar(name: str, done: int, total: int, shown: int) -> int:

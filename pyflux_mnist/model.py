@@ -25,14 +25,22 @@ from . import __version__
 from .atomic import atomic_write
 from .backends import numpy_backend
 from .errors import ModelFileError, PyfluxError
-from .prepare import scale_images
-from .spec import Recipe
+from .prepare import scale_images, scale_unit_images
+from .recipes import recipe_label
+from .spec import MAX_PARAMETERS, Recipe
+from .userpaths import UserPathError, escape, open_regular
 
 FORMAT = "pyflux-mnist-model"
 FORMAT_VERSION = 1
 #: Refuse metadata or arrays whose declared size is absurd before reading them.
 MAX_META_BYTES = 1 << 20
 MAX_ARRAY_BYTES = 1 << 30
+#: Float images may stray this far outside [0, 1] (rounding in whoever computed them).
+UNIT_SLACK = 1e-6
+#: Refuse a file whose entries together declare more than this (zip directory sizes, checked before any
+#: entry is read): each entry alone may be within MAX_ARRAY_BYTES while many of them exhaust memory. A
+#: checkpoint of the largest network (MAX_PARAMETERS weights, Adam's two slots) plus 10 million losses fits.
+MAX_TOTAL_BYTES = 3 * 4 * MAX_PARAMETERS + 8 * 10_000_000 + (16 << 20)
 #: What a damaged or hostile .npz can make zipfile, zlib, lzma and NumPy raise while reading it (found by
 #: fuzzing: an "encrypted" flag bit gives RuntimeError, an unknown compression method NotImplementedError).
 READ_ERRORS = (
@@ -56,25 +64,66 @@ class Model:
         if got != expected:
             raise ModelFileError(f"parameter shapes {got} do not match the recipe's {expected}")
 
+    def __repr__(self) -> str:  # one line: the weights are in .params
+        acc = self.meta.get("test_accuracy")
+        return (
+            f"Model({recipe_label(self.recipe)}, sizes {'-'.join(map(str, self.spec.sizes))}, "
+            f"backend {self.meta.get('backend', '?')}"
+            + (f", test accuracy {acc:.4f})" if isinstance(acc, float) else ")")
+        )
+
     @property
     def spec(self):
         return self.recipe.model
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
-        """MNIST-valued images (0..255; ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``) → ``(784, N)``."""
+        """Images → ``(784, N)`` float32 in the recipe's scale.
+
+        ``images``: ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``; either uint8 (any integer type) 0..255
+        as MNIST stores them, or floats in [0, 1]. Anything else is refused: floats 0..255 would otherwise
+        be read as a picture 255 times too bright and give confident nonsense.
+        """
         images = np.asarray(images)
         if images.ndim == 2 and images.shape == (28, 28):
             images = images[None]
-        if images.ndim not in (2, 3) or images[0].size != 784:
+        if images.ndim not in (2, 3) or images.size == 0 or images[0].size != 784:
             raise PyfluxError(f"expected images of 28x28 = 784 pixels, got an array of shape {images.shape}")
-        return scale_images(images, self.recipe.data.scale)
+        scale = self.recipe.data.scale
+        if images.dtype.kind in "ui":
+            low, high = int(images.min()), int(images.max())
+            if low < 0 or high > 255:
+                raise PyfluxError(f"integer images must hold 0..255, these range from {low} to {high}")
+            return scale_images(images, scale)
+        if images.dtype.kind == "f":
+            lo, hi = float(np.min(images)), float(np.max(images))
+            if not (lo >= -UNIT_SLACK and hi <= 1 + UNIT_SLACK):  # NaN fails too
+                hint = "; divide by 255" if lo >= 0 and hi <= 255 else ""
+                raise PyfluxError(
+                    f"float images must hold values in [0, 1] (or pass uint8 0..255), these range from "
+                    f"{lo:g} to {hi:g}{hint}"
+                )
+            return scale_unit_images(images, scale)
+        raise PyfluxError(f"images must be uint8 0..255 or floats in [0, 1], got dtype {images.dtype}")
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """``(N, 10)`` class probabilities (squared-error networks: their output activations)."""
-        return numpy_backend.probabilities(self.spec, self.params, self.inputs(images)).T
+        """``(N, 10)`` class probabilities (squared-error networks: their output activations).
+
+        ``images``: uint8 0..255 or floats in [0, 1], ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``.
+        Finite but huge weights (a damaged or hostile file) overflow float32 to Inf and NaN: refused here,
+        so no NaN reaches a prediction or a JSON output.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            probs = numpy_backend.probabilities(self.spec, self.params, self.inputs(images)).T
+        if not np.all(np.isfinite(probs)):
+            raise ModelFileError(
+                "the model's outputs are not finite numbers (its weights overflow float32); "
+                "the model file is damaged or was not trained by pyflux-mnist"
+            )
+        return probs
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``)."""
+        """``(N,)`` predicted labels 0..9 (the first maximum, as ``Flux.onecold``); ``images`` as for
+        :meth:`probabilities`."""
         return np.argmax(self.probabilities(images), axis=1).astype(np.uint8)
 
     def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:
@@ -123,18 +172,77 @@ def open_npz(path: Path, what: str) -> Iterator[Any]:
     """``np.load(path, allow_pickle=False)``, with every way the file can be missing, unreadable or not
     ours turned into one :class:`ModelFileError` line (``what``: "model file", "checkpoint")."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "meta" not in npz.files:
-                raise ModelFileError(f"{path} is not a pyflux-mnist {what}: no metadata entry")
-            yield npz
+        with open_regular(path, what) as f:
+            head = f.read(8)
+            if head[:4] != b"PK\x03\x04":  # not a zip: never let np.load read a bare .npy or pickle
+                raise not_npz(head, path, what)
+            f.seek(0)
+            loaded = np.load(f, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ModelFileError(escape(f"{path} is not a pyflux-mnist {what} (not a .npz archive)"))
+            with loaded as npz:
+                check_entries(npz, path)
+                if "meta" not in npz.files:
+                    raise ModelFileError(escape(f"{path} is not a pyflux-mnist {what}: no metadata entry"))
+                yield npz
     except ModelFileError:
         raise
+    except UserPathError as e:
+        raise ModelFileError(str(e)) from None
     except FileNotFoundError:
-        raise ModelFileError(f"no {what} at {path}") from None
+        raise ModelFileError(escape(f"no {what} at {path}")) from None
     except IsADirectoryError:
-        raise ModelFileError(f"{path} is a directory, not a {what}") from None
+        raise ModelFileError(escape(f"{path} is a directory, not a {what}")) from None
     except READ_ERRORS as e:
-        raise ModelFileError(f"{path} is not a readable {what}: {first_line(e)}") from None
+        raise ModelFileError(escape(f"{path} is not a readable {what}: {first_line(e)}")) from None
+
+
+def check_entries(npz: Any, path: Path) -> None:
+    """Before any entry is read: no name twice (the last would silently win) and a bounded total size.
+
+    The sizes are the zip directory's declared uncompressed sizes; each entry's own ``.npy`` header is
+    checked against them later (:func:`member_header`), and zipfile stops reading at the declared size.
+    """
+    infos = npz.zip.infolist()
+    names = [i.filename for i in infos]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ModelFileError(escape(f"{path}: entry {dupes[0]} appears more than once; refusing to guess"))
+    total = sum(i.file_size for i in infos)
+    if total > MAX_TOTAL_BYTES:
+        raise ModelFileError(
+            escape(
+                f"{path}: its entries declare {total:,} bytes in all, more than any pyflux-mnist file holds"
+            )
+        )
+
+
+#: The first bytes of files people pass by mistake, and what to call them.
+_MAGIC = {
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF",
+    b"\x1f\x8b": "a gzip file",
+    b"\x80": "a Python pickle, which is never loaded",
+}
+
+
+def not_npz(head: bytes, path: Path, what: str) -> ModelFileError:
+    """The error for a file that is not a zip archive (as every .npz is), naming what it looks like. Never
+    NumPy's own answer for such a file, which suggests loading it with pickles enabled."""
+    kind = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    if kind is None:
+        text = head.isascii() and all(c >= 32 or c in b"\t\n\r" for c in head)
+        kind = "an empty file" if not head else "a text file" if text else "not a .npz (zip) archive"
+    writer = {"model file": "train --save", "checkpoint": "train --checkpoint"}.get(what, "train")
+    return ModelFileError(
+        escape(
+            f"{path} is not a pyflux-mnist {what} ({kind}); a {what} is the .npz that "
+            f"`pyflux-mnist {writer}` writes"
+        )
+    )
 
 
 def read_json_meta(npz: Any, path: Path) -> Any:
@@ -163,12 +271,47 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     return Model(recipe, params, meta)
 
 
+#: The type each known metadata field must have (it is printed and compared; a dict as a backend name
+#: would otherwise be printed as one).
+META_TYPES: dict[str, tuple[type, ...]] = {
+    "backend": (str,),
+    "package_version": (str,),
+    "format": (str,),
+    "seed": (int,),
+    "steps": (int,),
+    "every": (int,),
+    "steps_done": (int,),
+    "total_steps": (int,),
+    "data": (str,),
+    "final_loss": (float, int),
+    "train_accuracy": (float, int),
+    "test_accuracy": (float, int),
+}
+
+
+def check_meta_types(meta: dict[str, Any], path: Path) -> None:
+    """Every known metadata field has its type (booleans are not numbers); strings are short and printable."""
+    for key, types in META_TYPES.items():
+        value = meta.get(key)
+        if value is None:  # absent: the reader that needs it says so
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            kind = {str: "a string", int: "an integer"}.get(types[0], "a number")
+            raise ModelFileError(escape(f"{path}: metadata {key!r} must be {kind}, got {value!r:.60}"))
+        if isinstance(value, str) and (len(value) > 200 or not value.isprintable()):
+            raise ModelFileError(
+                escape(f"{path}: metadata {key!r} is not a short printable string: {value[:60]!r}")
+            )
+
+
 def read_meta(
     npz: Any, path: Path, fmt: str, version: int, what: str, hints: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """The metadata of a file of format ``fmt``; ``hints`` maps another format tag to advice."""
     meta = read_json_meta(npz, path)
     found = meta.get("format") if isinstance(meta, dict) else None
+    if isinstance(found, str) and found == fmt:
+        check_meta_types(meta, path)
     if found != fmt:
         raise ModelFileError(f"{path} is not a pyflux-mnist {what}{(hints or {}).get(found, '')}")
     if meta.get("format_version") != version:

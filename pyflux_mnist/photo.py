@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .userpaths import os_error_line
 
 #: Refuse images with more pixels than this before decoding them (decompression bombs).
 MAX_PIXELS = 40_000_000
@@ -555,6 +556,9 @@ def predict_files(
         except ImageError as e:
             digits.append(None)
             results.append({"path": p, "error": str(e)})
+        except OSError as e:  # e.g. a name too long for the file system: this file's error, not the run's
+            digits.append(None)
+            results.append({"path": p, "error": os_error_line(e, p, "cannot read")})
     ok = [i for i, d in enumerate(digits) if d is not None]
     if ok:
         probs = model.probabilities(np.stack([digits[i] for i in ok]))
@@ -576,11 +580,16 @@ def _save_digits(
     digits: Sequence[np.ndarray | None],
     results: list[dict[str, Any]],
 ) -> None:
+    # A folder or file that cannot be written costs the saved digit, never the predictions: each result
+    # gets a ``save_error`` instead (the CLI reports it and exits 1).
     folder = Path(save_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ImageError(f"cannot create {folder}: {e.strerror or e}") from None
+        for r in results:
+            if "error" not in r:
+                r["save_error"] = os_error_line(e, folder, "cannot create")
+        return
     used: set[str] = set()
     for p, d, r in zip(paths, digits, results, strict=True):
         if d is None:
@@ -592,5 +601,13 @@ def _save_digits(
             name = f"{stem}-{k}.png"
         used.add(name)
         out = folder / name
-        Image.fromarray(d, "L").save(out)
+        try:
+            Image.fromarray(d, "L").save(out)
+        except (OSError, ValueError) as e:
+            r["save_error"] = (
+                os_error_line(e, out, "cannot write")
+                if isinstance(e, OSError)
+                else f"cannot write {out}: {e}"
+            )
+            continue
         r["preprocessed"] = str(out)

@@ -4,7 +4,8 @@ Digit grids (samples, misclassified digits, back-query, first-layer weights) are
 each panel is a 28×28 image scaled up by whole pixels (nearest neighbour, so a test can read the pixels
 back), with a caption under it in Pillow's default font. The loss curve and the confusion matrix are
 matplotlib charts; matplotlib is the optional ``plots`` extra, and a clear error says so when it is missing.
-Every file is written atomically as PNG.
+Every file is written atomically: grids as PNG, charts in the format their suffix names (see
+:mod:`pyflux_mnist.picture_files`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_write
 from .errors import PyfluxError
+from .picture_files import NO_MATPLOTLIB, chart_format
 
 BACKGROUND = (48, 48, 48)
 TEXT = (235, 235, 235)
@@ -193,9 +195,7 @@ def _figure(width: float, height: float) -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise PyfluxError(
-            "charts need matplotlib, which is not installed: pip install 'pyflux-mnist[plots]'"
-        ) from None
+        raise PyfluxError(NO_MATPLOTLIB) from None
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
@@ -205,7 +205,7 @@ def _save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
     FigureCanvasAgg(fig)
     try:
         with atomic_write(path) as f:
-            fig.savefig(f, format="png")
+            fig.savefig(f, format=chart_format(path))
     except OSError as e:
         raise PyfluxError(f"cannot write {path}: {e.strerror or e}") from None
 

@@ -47,6 +47,21 @@ def scale_images(images: np.ndarray, scale: str = "unit") -> np.ndarray:
     return X.T
 
 
+def scale_unit_images(images: np.ndarray, scale: str = "unit") -> np.ndarray:
+    """Float images in [0, 1], ``(N, 28, 28)`` or ``(N, 784)`` → ``(784, N)`` float32 in the recipe's scale
+    (the same numbers :func:`scale_images` gives for ``images * 255``)."""
+    flat = np.asarray(images).reshape(len(images), 784)
+    if scale == "unit":
+        return np.ascontiguousarray(flat, dtype=np.float32).T  # no copy when already float32
+    X = flat.astype(np.float32)  # the one copy
+    if scale == "raw":
+        X *= np.float32(255)
+    elif scale == "rashid":
+        X *= np.float32(0.99)
+        X += np.float32(0.01)
+    return X.T
+
+
 def one_hot(labels: np.ndarray, targets: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """``(10, N)`` float32 target matrix with ``targets = (off, on)``."""
     labels = np.asarray(labels)

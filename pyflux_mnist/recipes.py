@@ -6,7 +6,9 @@ what each quirk does and what we had to interpret.
 
 from __future__ import annotations
 
-from .errors import SpecError
+from typing import Any
+
+from .errors import SpecError, did_you_mean
 from .spec import DataSpec, InitSpec, ModelSpec, OptimizerSpec, Recipe
 
 FLUX_TUTORIAL = Recipe(
@@ -170,4 +172,73 @@ def get_recipe(name_or_recipe: str | Recipe) -> Recipe:
     try:
         return RECIPES[name_or_recipe]
     except KeyError:
-        raise SpecError(f"unknown recipe {name_or_recipe!r}; choose one of: {', '.join(RECIPES)}") from None
+        hint = did_you_mean(str(name_or_recipe), RECIPES)
+        known = ", ".join(RECIPES)
+        raise SpecError(f"unknown recipe {name_or_recipe!r}{hint}; choose one of: {known}") from None
+
+
+#: Fields that describe a recipe rather than change what it trains: never reported as overrides.
+_DESCRIPTIVE = ("name", "notes", "source", "published")
+
+
+def recipe_overrides(recipe: Recipe) -> dict[str, Any]:
+    """What ``recipe`` changes in the named recipe it was made from, by the names the options use:
+    ``{"hidden": [64], "epochs": 1, "lr": 0.01, "batch_size": 128}``; ``{}`` when nothing is changed or
+    the name is not a registered recipe. Computed from the recipe itself, so old model files show theirs.
+    """
+    base = RECIPES.get(recipe.name)
+    if base is None:
+        return {}
+    changes: dict[str, Any] = {}
+    if recipe.model.sizes != base.model.sizes:
+        changes["hidden"] = list(recipe.model.sizes[1:-1])
+    if (recipe.steps, recipe.epochs) != (base.steps, base.epochs):
+        changes.update({"epochs": recipe.epochs} if recipe.epochs else {"steps": recipe.steps})
+    if recipe.batch_size != base.batch_size:
+        changes["batch_size"] = recipe.batch_size
+    if recipe.optimizer.lr != base.optimizer.lr:
+        changes["lr"] = recipe.optimizer.lr
+    handled = {"model.sizes", "steps", "epochs", "batch_size", "optimizer.lr", *_DESCRIPTIVE}
+    ours, theirs = _flat(recipe.to_dict()), _flat(base.to_dict())
+    for key, value in ours.items():
+        if key not in handled and value != theirs.get(key):
+            changes[key] = list(value) if isinstance(value, tuple) else value
+    return changes
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def describe_overrides(changes: dict[str, Any]) -> str:
+    """``{"hidden": [64], "batch_size": 128}`` → ``"hidden 64, batch size 128"``."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, list):
+            return ",".join(map(str, value))
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{key.replace('_', ' ')} {show(value)}" for key, value in changes.items())
+
+
+def recipe_label(recipe: Recipe) -> str:
+    """The recipe's name, and what was changed in it: ``"flux-tutorial (hidden 64, lr 0.01)"``."""
+    changes = recipe_overrides(recipe)
+    return f"{recipe.name} ({describe_overrides(changes)})" if changes else recipe.name
+
+
+def with_override_notes(recipe: Recipe) -> Recipe:
+    """``recipe`` whose ``notes`` first say what was changed, since the registered notes describe the
+    recipe as the article ran it (200 full-batch steps of a 32-unit net, say)."""
+    changes = recipe_overrides(recipe)
+    base = RECIPES.get(recipe.name)
+    if not changes or base is None:
+        return recipe
+    notes = f"Changed here: {describe_overrides(changes)}. The recipe as registered: {base.notes}"
+    return recipe.replace(notes=notes)

@@ -182,7 +182,7 @@ def reproduce(
             row.seeds.append(seed)
             row.accuracies.append(result.test_accuracy)
             row.train_accuracies.append(result.train_accuracy)
-            row.run_seconds.append(result.seconds["total"])
+            row.run_seconds.append(result.seconds)
         rows.append(row)
     return rows
 

@@ -20,6 +20,7 @@ Conventions (the ones Flux uses, so weights move between backends unchanged):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,9 @@ RULES = ("backprop", "rashid")
 
 #: Upper bound on any layer width we accept, so a hostile spec cannot ask for terabytes.
 MAX_WIDTH = 65536
+#: Upper bound on a network's parameters (256 MiB of float32; 784-65536-10 fits): widths alone would allow
+#: 784-65536-65536-...-10, gigabytes per layer, which a model file could name to make a loader allocate them.
+MAX_PARAMETERS = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ class ModelSpec:
             raise SpecError(f"an MNIST model maps 784 pixels to 10 classes, got sizes {sizes}")
         if any(not 1 <= s <= MAX_WIDTH for s in sizes):
             raise SpecError(f"layer sizes must be between 1 and {MAX_WIDTH}, got {sizes}")
+        n_params = sum(o * i + o for i, o in itertools.pairwise(sizes))
+        if n_params > MAX_PARAMETERS:
+            raise SpecError(
+                f"a {'-'.join(map(str, sizes))} network has {n_params:,} parameters; the most this package "
+                f"handles is {MAX_PARAMETERS:,} ({MAX_PARAMETERS * 4 >> 20} MiB of float32)"
+            )
         if len(self.activations) != len(sizes) - 1:
             raise SpecError(
                 f"{len(sizes) - 1} layers need {len(sizes) - 1} activations, got {len(self.activations)}"
@@ -155,6 +165,21 @@ class Recipe:
     notes: str = ""  # what the article did and what we interpreted
 
     def __post_init__(self) -> None:
+        # A recipe also comes from a file's metadata: every field must be of its type (a dict as a name
+        # would otherwise be printed as one).
+        if not isinstance(self.name, str) or not 0 < len(self.name) <= 200 or not self.name.isprintable():
+            raise SpecError(
+                f"a recipe name must be a printable string of 1 to 200 characters, got {self.name!r:.80}"
+            )
+        for name in ("source", "notes"):
+            if not isinstance(getattr(self, name), str):
+                raise SpecError(f"recipe {name} must be a string, got {type(getattr(self, name)).__name__}")
+        if self.published is not None and (
+            isinstance(self.published, bool) or not isinstance(self.published, (int, float))
+        ):
+            raise SpecError(
+                f"recipe published accuracy must be a number, got {type(self.published).__name__}"
+            )
         _check_choice("sampling", self.sampling, SAMPLINGS)
         _check_choice("update rule", self.rule, RULES)
         if self.rule == "rashid" and not (

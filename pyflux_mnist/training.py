@@ -29,7 +29,7 @@ from .errors import DivergedError, SpecError, TrainingInterrupted
 from .init import init_params
 from .model import Model
 from .prepare import Prepared, prepare, schedule
-from .recipes import get_recipe
+from .recipes import get_recipe, recipe_label, recipe_overrides, with_override_notes
 from .spec import Recipe
 
 #: A loss this many times the first step's counts as diverged even while it is still finite.
@@ -50,14 +50,25 @@ class TrainResult:
     train_accuracy: float  # on the (un-augmented) training images
     test_accuracy: float
     test_predictions: np.ndarray  # (10000,) onecold labels 0..9, computed by the backend
-    seconds: dict[str, float] = field(default_factory=dict)  # setup, train, evaluate, total
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: setup, train, evaluate, total
     backend: str = "numpy"
     seed: int = 0
     epoch_steps: int | None = None  # steps per epoch, when the recipe counts epochs
 
+    def __repr__(self) -> str:  # one line, not the weights and every loss
+        return (
+            f"TrainResult({recipe_label(self.recipe)}, backend={self.backend!r}, seed={self.seed}, "
+            f"steps={len(self.losses)}, test_accuracy={self.test_accuracy:.4f}, seconds={self.seconds:.1f})"
+        )
+
     @property
     def recipe(self) -> Recipe:
         return self.model.recipe
+
+    @property
+    def seconds(self) -> float:
+        """The whole run's wall time (as ``seconds`` in the CLI's JSON); the parts are in :attr:`timings`."""
+        return self.timings.get("total", math.nan)
 
     @property
     def final_loss(self) -> float:
@@ -70,8 +81,9 @@ class TrainResult:
             "recipe": self.recipe.name,
             "seed": self.seed,
             "steps": len(self.losses),
-            "seconds": round(self.seconds.get("total", math.nan), 3),
-            "timings": {k: round(v, 4) for k, v in self.seconds.items()},
+            "overrides": recipe_overrides(self.recipe),
+            "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "final_loss": self.final_loss,
             "train_accuracy": self.train_accuracy,
             "test_accuracy": self.test_accuracy,
@@ -91,7 +103,7 @@ def resolve_recipe(
     r = get_recipe(recipe)
     changes: dict[str, Any] = {}
     if steps is not None and epochs is not None:
-        raise SpecError("give either steps or epochs, not both")
+        raise SpecError("give either steps or epochs (--steps or --epochs), not both")
     if steps is not None:
         changes.update(steps=_positive("steps", steps), epochs=0)
     if epochs is not None:
@@ -113,7 +125,7 @@ def resolve_recipe(
                 f"recipe {r.name!r} has {len(r.model.sizes) - 2} hidden layer(s); got {len(widths)} width(s)"
             )
         changes["model"] = {"sizes": (784, *widths, 10)}
-    return r.replace(**changes) if changes else r
+    return with_override_notes(r.replace(**changes)) if changes else r
 
 
 def _positive(name: str, value: int) -> int:
@@ -169,7 +181,7 @@ def train(
         recipe, seed = ck.recipe, ck.seed
     seed = check_seed(seed)
     r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden)
-    engine = backend if isinstance(backend, Backend) else get_backend(backend)
+    engine = backend if isinstance(backend, Backend) else get_backend(backend, r)
     engine.check_recipe(r)  # before any data is loaded
     if data is None:
         from .mnist import load_mnist
@@ -185,9 +197,9 @@ def train(
     sched = schedule(r, n_train, batch_seq)
     if sched.total_steps > MAX_STEPS:
         raise SpecError(f"{sched.total_steps} steps is more than this package runs ({MAX_STEPS})")
-    fingerprint = data_fingerprint(prepared.y_train)
+    fingerprint = data_fingerprint(prepared.y_train, prepared.X_train)
     if ck is not None:
-        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else "")
+        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else None)
         params = ck.params
     elif initial_params is not None:
         params = initial_params
@@ -221,14 +233,18 @@ def train(
             stop=lambda: stop.requested,
         )
         if len(losses) < sched.total_steps:
-            where = f"interrupted after step {len(losses)} of {sched.total_steps}"
-            if checkpoint is None:
+            where = f"{stop.what} after step {len(losses)} of {sched.total_steps}"
+            if checkpoint is None:  # what to do about it is the caller's to say (see TrainingInterrupted)
                 raise TrainingInterrupted(
-                    f"{where}; nothing saved (train with --checkpoint PATH to be able to resume)"
+                    f"{where}; nothing saved", len(losses), sched.total_steps, exit_code=stop.exit_code
                 )
             save_checkpoint(losses)
             raise TrainingInterrupted(
-                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})"
+                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})",
+                len(losses),
+                sched.total_steps,
+                str(checkpoint),
+                exit_code=stop.exit_code,
             )
     t2 = time.perf_counter()
     final = trainer.parameters()
@@ -238,6 +254,7 @@ def train(
     seconds = {"setup": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t_start}
     meta = {
         "backend": engine.name,
+        "overrides": recipe_overrides(r),
         "seed": seed,
         "steps": len(losses),
         "final_loss": float(losses[-1]),
@@ -250,7 +267,7 @@ def train(
         train_accuracy=train_acc,
         test_accuracy=test_acc,
         test_predictions=test_pred,
-        seconds=seconds,
+        timings=seconds,
         backend=engine.name,
         seed=seed,
         epoch_steps=sched.steps_per_epoch,

@@ -1,5 +1,9 @@
 """Shared fixtures. Tests use the real MNIST files: ``$PYFLUX_MNIST_DATA``, ``../shared/data/mnist``, or the
-user's cache (filled by ``pyflux-mnist data download``)."""
+user's cache (filled by ``pyflux-mnist data download``).
+
+Without them the tests that need them skip, and the run ends with one line saying how many and how to get
+the data. In CI (``CI=true``), or when ``$PYFLUX_MNIST_DATA`` is set, missing data fails those tests
+instead: a run that quietly skipped half the suite must not pass there."""
 
 from __future__ import annotations
 
@@ -45,12 +49,36 @@ def _mnist_dir() -> Path | None:
     return None
 
 
+NO_DATA = "real MNIST files not found"
+GET_DATA = "run 'pyflux-mnist data download' or set PYFLUX_MNIST_DATA to a folder with the four IDX files"
+
+
+def _data_required() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1") or bool(os.environ.get("PYFLUX_MNIST_DATA"))
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     path = _mnist_dir()
+    given = os.environ.get("PYFLUX_MNIST_DATA")
+    if given and path != Path(given):
+        pytest.fail(f"PYFLUX_MNIST_DATA={given} holds no MNIST files ({GET_DATA})", pytrace=False)
     if path is None:
-        pytest.skip("real MNIST files not found: run 'pyflux-mnist data download' or set PYFLUX_MNIST_DATA")
+        if _data_required():
+            pytest.fail(f"{NO_DATA}, and CI=true makes that a failure: {GET_DATA}", pytrace=False)
+        pytest.skip(f"{NO_DATA}: {GET_DATA}")
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line at the end: how many tests skipped for want of MNIST, and how to get it."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if NO_DATA in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} test(s) skipped because the MNIST files were not found: {GET_DATA}",
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")

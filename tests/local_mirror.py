@@ -19,14 +19,28 @@ class Cut:
     hang: bool = False
 
 
+@dataclass
+class Stream:
+    """No Content-Length: send ``body`` in pieces of ``piece`` bytes, ``delay_s`` apart, then (if
+    ``endless``) ``filler`` again and again until the client hangs up or the mirror closes."""
+
+    body: bytes
+    piece: int = 1 << 16
+    delay_s: float = 0.0
+    endless: bool = False
+    filler: bytes = bytes(1 << 16)
+
+
 class LocalMirror:
-    """Routes are URL paths mapped to bytes (200), an int (that HTTP status) or a :class:`Cut`."""
+    """Routes are URL paths mapped to bytes (200), an int (that HTTP status), a :class:`Cut` or a
+    :class:`Stream`."""
 
     def __init__(self, chunk_delay_s: float = 0.0) -> None:
         self.routes: dict[str, Any] = {}
         self.hits: Counter[str] = Counter()
         self.release = threading.Event()
         self.chunk_delay_s = chunk_delay_s
+        self.streamed = 0  # bytes of endless padding sent
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +49,9 @@ class LocalMirror:
                 route = mirror.routes.get(self.path, 404)
                 if isinstance(route, int):
                     self.send_error(route)
+                    return
+                if isinstance(route, Stream):
+                    self._stream(route)
                     return
                 body, keep, hang = (
                     (route.body, route.keep, route.hang)
@@ -52,6 +69,23 @@ class LocalMirror:
                 if hang:
                     mirror.release.wait(30)
                 self.close_connection = True
+
+            def _stream(self, route: Stream) -> None:
+                self.send_response(200)
+                self.end_headers()  # no Content-Length: the body ends when the connection does
+                self.close_connection = True
+                try:
+                    for i in range(0, len(route.body), route.piece):
+                        if mirror.release.is_set():
+                            return
+                        self.wfile.write(route.body[i : i + route.piece])
+                        self.wfile.flush()
+                        time.sleep(route.delay_s)
+                    while route.endless and not mirror.release.is_set():
+                        self.wfile.write(route.filler)
+                        mirror.streamed += len(route.filler)
+                except OSError:  # the client hung up: what we want it to do
+                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass

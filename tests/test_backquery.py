@@ -36,14 +36,14 @@ def test_rashid_backquery_matches_the_tutorial_code(rashid_model):
         assert np.allclose(imgs[label].ravel(), (inputs - 0.01) / 0.98, atol=1e-5)
     assert imgs.min() >= 0 and imgs.max() <= 1
     # Most of the pictures are read back as their own digit (a 3000-step network: measured 9 of 10).
-    assert np.sum(rashid_model.predict(imgs * 255) == np.arange(10)) >= 7
+    assert np.sum(rashid_model.predict(imgs) == np.arange(10)) >= 7
 
 
 def test_optimised_inputs_are_read_as_their_digit(small_model):
     imgs, method = bq.backquery(small_model, steps=150)
     assert method == "optimise" and imgs.shape == (10, 28, 28)
     assert imgs.min() >= 0 and imgs.max() <= 1
-    p = small_model.probabilities(imgs * 255)
+    p = small_model.probabilities(imgs)
     assert np.array_equal(np.argmax(p, axis=1), np.arange(10))
     assert np.all(p[np.arange(10), np.arange(10)] > 0.5)  # a 40-step model; 1.00 with 200 steps
     # The priors keep them sparse and smooth, like digits, not saturated noise.

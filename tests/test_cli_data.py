@@ -62,12 +62,14 @@ def test_info_not_mnist_prints_report_then_fails(tmp_path: Path, mnist_dir: Path
 
 def test_download_offline_with_empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("PYFLUX_MNIST_DATA", raising=False)  # else `data download` checks that folder
     line = _one_error_line(_run("data", "download"), str(tmp_path / "pyflux-mnist"), "offline")
     assert "train-images-idx3-ubyte" in line
 
 
 def test_download_fills_the_cache(tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("PYFLUX_MNIST_DATA", raising=False)
     monkeypatch.delenv("PYFLUX_MNIST_OFFLINE")
     with LocalMirror() as mirror:
         for name in FILES:

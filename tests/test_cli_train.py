@@ -88,7 +88,7 @@ def test_flux_without_julia_gives_the_install_hint(run, monkeypatch) -> None:
 def test_evaluate_bad_model_file(run, tmp_path) -> None:
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"<html>")
-    _one_error_line(run("evaluate", str(bad)), "not a readable model file")
+    _one_error_line(run("evaluate", str(bad)), "not a pyflux-mnist model file (a text file)")
     _one_error_line(run("evaluate", str(tmp_path / "none.npz")), "no model file")
 
 

@@ -96,7 +96,7 @@ def test_a_bare_pickle_runs_nothing(tmp_path: Path) -> None:
     sentinel = tmp_path / "pwned"
     path = tmp_path / "model.npz"
     path.write_bytes(pickle.dumps(Payload(sentinel)))
-    _refused(path, "not a readable model file")
+    _refused(path, "is not a pyflux-mnist model file (a Python pickle, which is never loaded)")
     assert not sentinel.exists()
 
 
@@ -107,15 +107,15 @@ def test_lying_meta_header_allocates_nothing(entries, tmp_path: Path) -> None:
 
 
 def test_lying_weight_header_allocates_nothing(entries, tmp_path: Path) -> None:
-    """Metadata describing a 784-65536-65536-10 network (all within the width limit) and a 16 GiB W2 header
-    on a few bytes of data."""
+    """Metadata describing a 784-65536-10 network (the widest within the parameter limit) and a 200 MB W1
+    header on a few bytes of data. (784-65536-65536-10 is now refused by the recipe itself: see
+    test_weight_bomb_is_refused_before_reading.)"""
     meta = json.loads(str(np.load(io.BytesIO(entries["meta"]))))
-    meta["recipe"]["model"]["sizes"] = [784, 65536, 65536, 10]
-    meta["recipe"]["model"]["activations"] = ["relu", "relu", "identity"]
+    meta["recipe"]["model"]["sizes"] = [784, 65536, 10]
+    meta["recipe"]["model"]["activations"] = ["relu", "identity"]
     entries = {"meta": _npy(np.array(json.dumps(meta)))}
-    for name, shape in [("W1", (65536, 784)), ("b1", (65536,)), ("W2", (65536, 65536)), ("b2", (65536,))]:
+    for name, shape in [("W1", (65536, 784)), ("b1", (65536,)), ("W2", (10, 65536)), ("b2", (10,))]:
         entries[name] = _npy_header("<f4", shape, b"\0" * 64)
-    entries |= {"W3": _npy_header("<f4", (10, 65536)), "b3": _npy_header("<f4", (10,))}
     _refused(_write_zip(tmp_path / "m.npz", entries), "declares float32 (65536, 784)")
 
 

@@ -23,9 +23,15 @@ def fresh_bridge(monkeypatch):
     for key in list(__import__("os").environ):
         if key.startswith("PYTHON_JULIACALL_") or key.startswith("PYFLUX_MNIST_JULIA") or key == jb.BLAS_ENV:
             monkeypatch.delenv(key)
+    before = {name: sys.modules[name] for name in ("juliacall", "torch") if name in sys.modules}
     monkeypatch.delitem(sys.modules, "juliacall", raising=False)
     monkeypatch.delitem(sys.modules, "torch", raising=False)
-    return jb
+    yield jb
+    # monkeypatch.delitem records nothing for a key that was absent, so a stand-in juliacall imported by the
+    # test would outlive it and make Flux look available to every later test in the session.
+    for name in ("juliacall", "torch"):
+        sys.modules.pop(name, None)
+    sys.modules.update(before)
 
 
 FAKE_JULIACALL = """

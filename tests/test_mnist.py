@@ -219,10 +219,12 @@ def test_corrupt_cached_file_is_healed(
     _linked_copy(mnist_dir, cache, skip={"train-labels-idx1-ubyte"})
     bad = cache / "train-labels-idx1-ubyte.gz"
     bad.write_bytes(b"<html>503 Service Unavailable</html>")
-    # Offline: the bad file is deleted (it is ours) and the error says so.
-    with pytest.raises(DataError, match="deleted it from the cache"):
+    # Offline: the bad file is moved aside (never deleted: the cache may hold a user's file) and the error
+    # says where to.
+    with pytest.raises(DataError, match=r"moved it aside to .*train-labels-idx1-ubyte\.gz\.corrupt"):
         load_mnist()
     assert not bad.exists()
+    assert (cache / "train-labels-idx1-ubyte.gz.corrupt").read_bytes().startswith(b"<html>")
     write_idx(bad, np.zeros(60000, dtype=np.uint8))  # valid IDX, wrong content
     with pytest.raises(DataError, match="not the MNIST train-labels") as info:
         load_mnist()

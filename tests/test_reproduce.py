@@ -23,7 +23,7 @@ def _fake_train(accuracies: dict[tuple[str, int], float]):
         if on_progress:
             on_progress(1, 1, 0.5)
         acc = accuracies.get((recipe.name, seed), 0.9)
-        return SimpleNamespace(test_accuracy=acc, train_accuracy=acc + 0.01, seconds={"total": 2.0})
+        return SimpleNamespace(test_accuracy=acc, train_accuracy=acc + 0.01, seconds=2.0)
 
     return train_fn, calls
 

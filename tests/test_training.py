@@ -48,7 +48,7 @@ def test_overrides_are_applied_and_checked() -> None:
 
 
 def test_unknown_and_unavailable_backends(mnist, monkeypatch) -> None:
-    with pytest.raises(SpecError, match="unknown backend 'jax'; available: numpy"):
+    with pytest.raises(SpecError, match="unknown backend 'jax'; known backends: numpy"):
         train("flux-tutorial", "jax", mnist, steps=1)
     monkeypatch.setenv("PYFLUX_MNIST_JULIA", "0")
     with pytest.raises(BackendUnavailable):

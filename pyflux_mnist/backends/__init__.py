@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import BackendUnavailable, SpecError
+from ..errors import BackendUnavailable, SpecError, did_you_mean
 from ..spec import Recipe
 from .base import Backend, Trainer
 
@@ -27,16 +27,27 @@ def backend_names() -> list[str]:
     return list(BACKENDS)
 
 
+def check_name(name: str) -> str:
+    """``name`` if it is a registered backend, else a :class:`SpecError` that suggests the close name and
+    lists every known backend with why it cannot run here."""
+    if name in BACKENDS:
+        return name
+    known = [n if why is None else f"{n} (unavailable: {why})" for n, why in backend_status().items()]
+    hint = did_you_mean(name, BACKENDS)
+    raise SpecError(f"unknown backend {name!r}{hint}; known backends: {', '.join(known)}")
+
+
 def _load(name: str) -> Backend:
-    if name not in BACKENDS:
-        raise SpecError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
-    module, cls = BACKENDS[name].split(":")
+    module, cls = BACKENDS[check_name(name)].split(":")
     return getattr(importlib.import_module(module), cls)()
 
 
-def get_backend(name: str) -> Backend:
-    """The backend called ``name``; a clear error if it is unknown or cannot run here."""
+def get_backend(name: str, recipe: Recipe | None = None) -> Backend:
+    """The backend called ``name``; a clear error if it is unknown, cannot run ``recipe`` (said first: no
+    installing helps there) or cannot run here."""
     backend = _load(name)
+    if recipe is not None:
+        backend.check_recipe(recipe)
     reason = backend.unavailable_reason()
     if reason is not None:
         raise BackendUnavailable(reason)
@@ -46,10 +57,11 @@ def get_backend(name: str) -> Backend:
 def backend_status(recipe: Recipe | None = None) -> dict[str, str | None]:
     """``{name: None if usable else the reason}`` for every registered backend (and for ``recipe``)."""
     status: dict[str, str | None] = {}
-    for name in BACKENDS:
-        backend = _load(name)
+    for name, target in BACKENDS.items():
+        module, cls = target.split(":")
+        backend: Backend = getattr(importlib.import_module(module), cls)()
         status[name] = backend.unavailable_reason()
-        if status[name] is None and recipe is not None:
+        if recipe is not None:
             try:
                 backend.check_recipe(recipe)
             except SpecError as e:
@@ -69,5 +81,6 @@ __all__ = [
     "available_backends",
     "backend_names",
     "backend_status",
+    "check_name",
     "get_backend",
 ]

@@ -13,23 +13,38 @@ import click
 
 from .. import __version__
 from ..errors import PyfluxError
-from .common import ERROR_EXIT, INTERRUPT_EXIT
+from ..userpaths import escape, os_error_line
+from .common import ERROR_EXIT, INTERRUPT_EXIT, SuggestingGroup
 
 
-class Group(click.Group):
+class Group(SuggestingGroup):
     """A click group that turns our own exceptions into one clean line."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except PyfluxError as e:
-            if ctx.obj and ctx.obj.get("verbose"):
-                traceback.print_exc()
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(getattr(e, "exit_code", ERROR_EXIT))
+            self._fail(ctx, str(e), getattr(e, "exit_code", ERROR_EXIT))
+        except OSError as e:  # a user's path we could not create, read or write: name it, in one line
+            self._fail(ctx, os_error_line(e), ERROR_EXIT)
+        except MemoryError:
+            self._fail(
+                ctx,
+                "out of memory (a smaller --hidden, --batch-size or --steps needs less; "
+                "or raise the process's memory limit)",
+                ERROR_EXIT,
+            )
         except KeyboardInterrupt:  # Ctrl-C outside a training loop (which stops cleanly by itself)
             click.echo("\nError: interrupted", err=True)
             ctx.exit(INTERRUPT_EXIT)
+
+    @staticmethod
+    def _fail(ctx: click.Context, message: str, code: int) -> None:
+        """One line on stderr (control characters in names escaped), the traceback only with --verbose."""
+        if ctx.obj and ctx.obj.get("verbose"):
+            traceback.print_exc()
+        click.echo(f"Error: {escape(message)}", err=True)
+        ctx.exit(code)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,8 +9,12 @@ import click
 from ..backends import backend_names
 from ..errors import PyfluxError
 from ..recipes import RECIPES
+from ..userpaths import UserPathError, escape, open_regular
 from .common import data_dir_option, echo_json, offline_option, progress
 from .train import check_writable
+
+#: A saved benchmark result is a few kB; refuse to parse more than this.
+MAX_JSON_BYTES = 16 << 20
 
 
 @click.command()
@@ -22,7 +26,10 @@ from .train import check_writable
 )
 @click.option("--recipe", default="flux-tutorial", show_default=True, help=f"One of: {', '.join(RECIPES)}.")
 @click.option(
-    "--steps", type=int, default=None, help="Timed steps per repeat [10 full-batch steps, else one epoch]."
+    "--steps",
+    type=int,
+    default=None,
+    help="Timed steps per repeat [10 for a full-batch recipe, else one epoch, at most 2000 steps].",
 )
 @click.option("--repeat", type=int, default=5, show_default=True, help="Interleaved timed repeats.")
 @click.option("--threads", type=int, default=None, help="BLAS/torch/Julia threads [the usable CPUs].")
@@ -57,15 +64,21 @@ def bench(
     check_writable(markdown, "Markdown table")
     if from_json:
         try:
-            with open(from_json, encoding="utf-8") as f:
-                result = json.load(f)
+            with open_regular(from_json, "benchmark result (JSON)") as f:
+                result = json.loads(f.read(MAX_JSON_BYTES + 1).decode("utf-8"))
+            if not isinstance(result, dict):
+                raise ValueError("not a JSON object")
+        except UserPathError:
+            raise
         except (OSError, ValueError) as e:
-            raise PyfluxError(f"cannot read benchmark results from {from_json}: {e}") from None
+            raise PyfluxError(escape(f"cannot read benchmark results from {from_json}: {e}")) from None
     else:
         names = [n.strip() for n in backends.split(",") if n.strip()]
+        verbose = bool((click.get_current_context().find_root().obj or {}).get("verbose"))
         result = b.run_bench(
-            names, recipe, steps, repeat, threads, seed, data_dir, offline or None, progress=progress
-        )
+            names, recipe, steps, repeat, threads, seed, data_dir, offline or None, progress=progress,
+            verbose=verbose,
+        )  # fmt: skip
     if output:
         b.write_json(result, output)
     if markdown:
@@ -74,6 +87,9 @@ def bench(
         echo_json(result)
     else:
         click.echo(b.render_text(result), nl=False)
+    failed = [] if from_json else b.failed_rows(result)
+    if failed:
+        raise PyfluxError(f"{len(failed)} backend(s) failed: {'; '.join(failed)}")
 
 
 COMMANDS = [bench]

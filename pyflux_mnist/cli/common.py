@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
 
+from ..errors import did_you_mean
+
 ERROR_EXIT = 1
 INTERRUPT_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class SuggestingGroup(click.Group):
+    """A click group whose unknown-command error names the close command (click < 8.2 does not)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            commands = self.list_commands(ctx)
+            hint = did_you_mean(name, commands) or f" (commands: {', '.join(commands)})"
+            ctx.fail(f"no such command {name!r}{hint}")
+        return super().resolve_command(ctx, args)
+
+
+def without_name(message: str, name: str) -> str:
+    """``message`` without a leading ``name``, for a line that already starts with it:
+    ``"x.png: no ink found"`` → ``"no ink found"``; ``"x.png is empty"`` → ``"it is empty"``."""
+    if message.startswith(f"{name}: "):
+        return message[len(name) + 2 :]
+    if message.startswith(f"{name} "):
+        return "it" + message[len(name) :]
+    return message
 
 
 def data_dir_option(f):
@@ -28,7 +53,22 @@ def offline_option(f):
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=_jsonable))
+    """Strict JSON on stdout: a NaN or Inf (which ``json`` would print as the non-JSON ``NaN``) becomes
+    ``null`` ("not measured"), so every consumer can parse it."""
+    click.echo(json.dumps(strict_json(obj), indent=2, default=_jsonable, allow_nan=False))
+
+
+def strict_json(x: Any) -> Any:
+    """``x`` with every non-finite float replaced by ``None`` (NumPy arrays and scalars included)."""
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
+        x = x.tolist()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
+    return x
 
 
 def _jsonable(x: Any) -> Any:

@@ -6,10 +6,10 @@ import click
 
 from ..errors import DataError
 from ..mnist import data_info, download_mnist
-from .common import data_dir_option, echo_json, progress
+from .common import SuggestingGroup, data_dir_option, echo_json, progress, without_name
 
 
-@click.group("data")
+@click.group("data", cls=SuggestingGroup)
 def data() -> None:
     """Download MNIST, or check the files in use."""
 
@@ -41,8 +41,11 @@ def info_command(data_dir: str | None, json_output: bool) -> None:
                 click.echo(f"  {name}: missing")
                 continue
             status = "ok" if f["checksum_ok"] else f.get("error") or "checksum MISMATCH"
-            shape = "x".join(map(str, f.get("shape", [])))
-            click.echo(f"  {f['path']}: {f['bytes_on_disk']} bytes, {shape}, {status}")
+            parts = [f"{f['bytes_on_disk']} bytes"]
+            if f.get("shape"):
+                parts.append("x".join(map(str, f["shape"])))
+            parts.append(without_name(status, f["path"]))
+            click.echo(f"  {f['path']}: {', '.join(parts)}")
             if "label_counts" in f:
                 click.echo(f"    label counts 0..9: {' '.join(map(str, f['label_counts']))}")
     if not report["verified"]:

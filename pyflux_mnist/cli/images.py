@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..errors import PyfluxError
-from .common import ERROR_EXIT, data_dir_option, echo_json, offline_option
+from ..picture_files import check_grid_output
+from ..userpaths import escape
+from .common import ERROR_EXIT, SuggestingGroup, data_dir_option, echo_json, offline_option, without_name
 from .train import check_writable
 
 
@@ -13,7 +17,10 @@ from .train import check_writable
 @click.argument("model_path", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print a JSON list: path and label + probabilities, or error."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list: path, label and the --top probabilities by digit; or path and error.",
 )
 @click.option(
     "--save-preprocessed",
@@ -22,7 +29,13 @@ from .train import check_writable
     default=None,
     help="Write the 28x28 digit the model saw for each image into this folder.",
 )
-@click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True, help="Probabilities shown.")
+@click.option(
+    "--top",
+    type=click.IntRange(1, 10),
+    default=3,
+    show_default=True,
+    help="Probabilities shown (also in --json).",
+)
 @click.pass_context
 def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     """Predict the digit in each IMAGE (PNG, JPEG, GIF, BMP, TIFF; photos or drawings).
@@ -37,16 +50,27 @@ def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     model = load_model(model_path)
     results = predict_files(model, images, top=top, save_dir=save_dir)
     if as_json:
-        echo_json([{k: v for k, v in r.items() if k != "top"} for r in results])
+        echo_json([_json_result(r) for r in results])
     else:
         for r in results:
             if "error" in r:
-                click.echo(f"{r['path']}: error: {r['error']}")
+                click.echo(escape(f"{r['path']}: error: {without_name(r['error'], r['path'])}"))
                 continue
             shown = "  ".join(f"{k}: {p:.3f}" for k, p in r["top"])
-            click.echo(f"{r['path']}: {r['label']}   ({shown})")
-    if any("error" in r for r in results):
+            click.echo(escape(f"{r['path']}: {r['label']}   ({shown})"))
+    for r in results:
+        if "save_error" in r:
+            click.echo(escape(f"Error: {r['save_error']}"), err=True)
+    if any("error" in r or "save_error" in r for r in results):
         ctx.exit(ERROR_EXIT)
+
+
+def _json_result(r: dict[str, Any]) -> dict[str, Any]:
+    """``{"path", "label", "probabilities": {digit: p}}`` with the --top most probable digits, most
+    probable first (``--top 10`` gives all ten), or ``{"path", "error"}``."""
+    if "error" in r:
+        return r
+    return {"path": r["path"], "label": r["label"], "probabilities": {str(k): p for k, p in r["top"]}}
 
 
 @click.command()
@@ -68,14 +92,15 @@ def backquery(model_path, output, method) -> None:
 
     model = load_model(model_path)
     check_writable(output, "back-query picture")
+    check_grid_output(output, "-o")
     images, used = run_backquery(model, method)
     backquery_png(images, output, used)
-    predicted = model.predict(images * 255)
+    predicted = model.predict(images)  # floats in [0, 1]
     click.echo(f"back-query ({used}) written to {output}")
     click.echo("the network reads them as " + " ".join(str(int(p)) for p in predicted))
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def show() -> None:
     """Pictures: MNIST samples, first-layer weights."""
 
@@ -92,6 +117,7 @@ def samples(split, count, output, data_dir, offline) -> None:
     from ..pictures import samples_png
 
     check_writable(output, "samples picture")
+    check_grid_output(output, "-o")
     data = load_mnist(data_dir, offline=offline or None, verify=False)
     images, labels = (
         (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
@@ -111,6 +137,7 @@ def weights(model_path, output, max_units) -> None:
 
     model = load_model(model_path)
     check_writable(output, "weights picture")
+    check_grid_output(output, "-o")
     if model.spec.n_layers < 1:
         raise PyfluxError("the model has no layers")
     weights_png(model, output, max_units)

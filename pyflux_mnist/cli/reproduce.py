@@ -3,46 +3,36 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 
 from ..backends import backend_names
 from ..recipes import RECIPES
 from .common import data_dir_option, echo_json, offline_option
+from .progress import StepProgress
 from .train import check_writable
 
 
 class _Progress:
-    """One click progress bar per run on stderr, redrawn at most every 0.2 s."""
+    """One :class:`StepProgress` per run, labelled with the run's place in the whole reproduction."""
 
     def __init__(self) -> None:
-        self.bar = None
+        self.current: StepProgress | None = None
         self.label = ""
-        self.last = 0.0
 
     def start(self, recipe, seed: int, index: int, n_runs: int) -> None:
         self.close()
         self.label = f"[{index + 1}/{n_runs}] {recipe.name} seed {seed}"
-        self.bar = click.progressbar(
-            length=1, label=self.label, file=sys.stderr, show_pos=True, show_eta=True
-        ).__enter__()
-        self.last = 0.0
+        self.current = StepProgress(self.label)
 
     def update(self, done: int, total: int, loss: float) -> None:
-        now = time.monotonic()
-        if self.bar is None or (now - self.last < 0.2 and done < total):
-            return
-        self.last = now
-        self.bar.length = total
-        if sys.stderr.isatty():  # elsewhere click prints a line per label change: keep the log short
-            self.bar.label = f"{self.label} loss {loss:.4f}"
-        self.bar.update(done - self.bar.pos)
+        if self.current is not None:
+            self.current(done, total, loss)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
+        if self.current is not None:
+            self.current.close()
+            self.current = None
 
 
 @click.command()
@@ -71,7 +61,7 @@ def reproduce(
     names, all_, backend, seed, seeds, all_seeds, markdown_path, data_dir, offline, as_json
 ) -> None:
     """Reproduce tutorials: NAME... (or --all) beside each article's published test accuracy."""
-    from ..errors import SpecError
+    from ..errors import SpecError, TrainingInterrupted
     from ..mnist import load_mnist
     from ..reproduce import parse_seeds, render_markdown, render_table, reproduce, resolve_names
 
@@ -94,6 +84,11 @@ def reproduce(
             on_start=progress.start,
             on_progress=progress.update,
         )
+    except TrainingInterrupted as e:
+        raise e.with_advice(
+            f"in {progress.label}; reproduce keeps no checkpoints and reports nothing unfinished: "
+            "run it again"
+        ) from None
     finally:
         progress.close()
     if markdown_path:

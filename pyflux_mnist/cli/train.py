@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import os
 import platform
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -16,15 +16,19 @@ from .. import __version__
 from ..backends import backend_names, backend_status, get_backend
 from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
-from ..errors import PyfluxError
-from ..recipes import RECIPES
+from ..errors import PyfluxError, TrainingInterrupted
+from ..picture_files import check_chart_output, check_grid_output
+from ..recipes import RECIPES, recipe_label, recipe_overrides
+from ..userpaths import check_name_length, escape
 from .common import data_dir_option, echo_json, offline_option
+from .progress import StepProgress
 
 
 def check_writable(path: str | None, what: str) -> None:
     """Fail before hours of training, not after: the output's folder must exist and be writable."""
     if path is None:
         return
+    check_name_length(path, what)
     parent = Path(path).resolve().parent
     if not parent.is_dir():
         raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
@@ -32,10 +36,6 @@ def check_writable(path: str | None, what: str) -> None:
         raise PyfluxError(f"cannot write the {what} to {path}: it is a directory")
     if not os.access(parent, os.W_OK):
         raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} is not writable")
-
-
-def _bar(total: int, label: str):
-    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True)
 
 
 @click.command()
@@ -54,7 +54,11 @@ def _bar(total: int, label: str):
     "--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write the model (.npz)."
 )
 @click.option(
-    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write the loss curve (PNG)."
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the loss curve (.png, .jpg, .svg or .pdf; needs matplotlib).",
 )
 @click.option(
     "--checkpoint",
@@ -126,16 +130,12 @@ def train(
     _check_distinct(save_path=save_path, plot_path=plot_path, checkpoint_path=checkpoint_path)
     check_writable(save_path, "model")
     check_writable(plot_path, "plot")
+    check_chart_output(plot_path, "--plot")
     check_writable(checkpoint_path, "checkpoint")
-    get_backend(backend).check_recipe(r)  # unknown, unavailable or unable: said before the data loads
+    get_backend(backend, r)  # unknown, unable or unavailable: said before the data loads
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
-    with _bar(0, f"{r.name} [{backend}]") as bar:
-
-        def on_progress(done: int, total: int, loss: float) -> None:
-            bar.length = total
-            bar.label = f"{r.name} [{backend}] loss {loss:.4f}"
-            bar.update(done - bar.pos)
-
+    on_progress = StepProgress(f"{r.name} [{backend}]")
+    try:
         result = train_fn(
             r,
             backend,
@@ -146,6 +146,12 @@ def train(
             checkpoint_every=checkpoint_every or 0,
             resume=ck,
         )
+    except TrainingInterrupted as e:
+        if e.checkpoint is not None:
+            raise
+        raise e.with_advice("(train with --checkpoint PATH to be able to resume)") from None
+    finally:
+        on_progress.close()
     if len(result.losses) > 1 and result.final_loss > result.losses[0]:
         click.echo(
             f"Warning: the loss ended higher than it started ({result.losses[0]:.4f} -> "
@@ -164,7 +170,7 @@ def train(
         echo_json(summary)
         return
     s = result.summary()
-    click.echo(f"recipe         {s['recipe']}  (backend {s['backend']}, seed {seed})")
+    click.echo(f"recipe         {recipe_label(result.recipe)}  (backend {s['backend']}, seed {seed})")
     click.echo(f"steps          {s['steps']}  in {s['seconds']:.1f} s")
     click.echo(f"final loss     {s['final_loss']:.4f}")
     click.echo(f"train accuracy {s['train_accuracy']:.4f}")
@@ -190,7 +196,7 @@ def _check_resume_options(ctx: click.Context, ck, backend: str, seed: int) -> No
         clashes.append("--backend")
     if clashes:
         raise PyfluxError(
-            f"--resume continues the checkpoint's run (recipe {ck.recipe.name}, seed {ck.seed}, "
+            f"--resume continues the checkpoint's run (recipe {recipe_label(ck.recipe)}, seed {ck.seed}, "
             f"backend {ck.backend}); drop {', '.join(clashes)}"
         )
 
@@ -257,7 +263,13 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
             last[0] = now
             click.echo(f"loss(X, Y) = {loss:.6f}   (step {done}/{total})")
 
-    result = train_fn("flux-tutorial", backend, data, 0, on_progress=evalcb)
+    try:
+        result = train_fn("flux-tutorial", backend, data, 0, on_progress=evalcb)
+    except TrainingInterrupted as e:
+        raise e.with_advice(
+            "(the tutorial always starts from the beginning; for a run you can stop and resume: "
+            "pyflux-mnist train --checkpoint PATH)"
+        ) from None
     click.echo(f"loss(X, Y) = {result.final_loss:.6f}   (step {len(result.losses)}/{len(result.losses)})")
     click.echo(f"accuracy(X, Y) = {result.train_accuracy:.4f}")
     click.echo(f"accuracy(tX, tY) = {result.test_accuracy:.4f}   (test set)")
@@ -268,7 +280,10 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
 @data_dir_option
 @offline_option
 @click.option(
-    "--confusion", type=click.Path(dir_okay=False), default=None, help="Write a confusion matrix PNG."
+    "--confusion",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the confusion matrix (.png, .jpg, .svg or .pdf; needs matplotlib).",
 )
 @click.option(
     "--errors",
@@ -286,6 +301,8 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     model = load_model(model_path)
     check_writable(confusion, "confusion matrix")
     check_writable(errors_path, "error grid")
+    check_chart_output(confusion, "--confusion")
+    check_grid_output(errors_path, "--errors")
     data = load_mnist(data_dir, offline=offline or None, verify=False)
     pred = model.predict(data.test_images)
     labels = data.test_labels
@@ -302,6 +319,7 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     out = {
         "model": model_path,
         "recipe": model.recipe.name,
+        "overrides": recipe_overrides(model.recipe),
         "trained_with": model.meta.get("backend"),
         "test_accuracy": acc,
         "per_class_accuracy": per_class,
@@ -310,9 +328,8 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     if as_json:
         echo_json(out)
         return
-    click.echo(
-        f"model          {model_path}  (recipe {model.recipe.name}, trained with {out['trained_with']})"
-    )
+    about = f"recipe {recipe_label(model.recipe)}, trained with {out['trained_with']}"
+    click.echo(escape(f"model          {model_path}  ({about})"))
     click.echo(f"test accuracy  {acc:.4f}  ({out['errors']} of {len(labels)} wrong)")
     click.echo("per digit      " + "  ".join(f"{d}:{a:.3f}" for d, a in per_class.items()))
     for path, what in ((confusion, "confusion"), (errors_path, "errors")):
@@ -325,10 +342,44 @@ def blas_info() -> list[dict]:
     return [{k: lib[k] for k in keys} for lib in blas_libraries()]
 
 
+def model_info(path: str) -> dict[str, Any]:
+    """What ``info MODEL`` shows: the recipe and what was changed in it, sizes, who trained it, how well."""
+    from ..model import load_model
+
+    model = load_model(path)
+    keys = ("backend", "seed", "steps", "final_loss", "train_accuracy", "test_accuracy", "package_version")
+    return {
+        "path": path,
+        "recipe": model.recipe.name,
+        "overrides": recipe_overrides(model.recipe),
+        "sizes": list(model.spec.sizes),
+        **{k: model.meta.get(k) for k in keys},
+        "description": repr(model),
+    }
+
+
+def _julia_line(julia: dict[str, Any]) -> str | None:
+    """One line for Julia: its versions and threads when they are known, else why it is unavailable."""
+    if not julia:
+        return None
+    if not julia.get("juliacall"):
+        return "juliacall is not installed (see the backend lines above)"
+    if julia.get("reason"):
+        return f"unavailable: {julia['reason']}"
+    parts = [f"{k} {julia[k]}" for k in ("juliacall", "julia", "flux") if julia.get(k)]
+    parts.append("started" if julia.get("started") else "not started yet (starts on first use)")
+    if julia.get("julia_threads"):
+        parts.append(f"{julia['julia_threads']} thread(s)")
+    return ", ".join(parts)
+
+
 @click.command()
+@click.argument("model_path", required=False, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def info(as_json) -> None:
-    """Package version, which backends can run here (and why not), BLAS and threads."""
+def info(model_path, as_json) -> None:
+    """Package version, which backends can run here (and why not), BLAS and threads; with MODEL, what
+    that model file holds (its recipe and any changes to it, who trained it, its accuracy)."""
+    model = model_info(model_path) if model_path else None
     status = backend_status()
     julia: dict = {}
     try:
@@ -337,7 +388,7 @@ def info(as_json) -> None:
         julia = julia_status()
     except ImportError:
         pass
-    out = {
+    out: dict[str, Any] = {
         "version": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -346,6 +397,7 @@ def info(as_json) -> None:
         "backends": {name: ("available" if r is None else f"unavailable: {r}") for name, r in status.items()},
         "julia": julia,
         "blas": blas_info(),
+        **({"model": model} if model else {}),
         "threads_env": {
             k: os.environ[k]
             for k in (
@@ -364,12 +416,19 @@ def info(as_json) -> None:
     click.echo(f"platform     {out['platform']}, {out['cpu_count']} CPUs")
     for name, state in out["backends"].items():
         click.echo(f"backend      {name:<6} {state}")
-    for key, value in julia.items():
-        click.echo(f"julia        {key}: {value}")
+    julia_line = _julia_line(julia)
+    if julia_line:
+        click.echo(f"julia        {julia_line}")
     for lib in out["blas"]:
         click.echo("blas         " + ", ".join(f"{k}={v}" for k, v in lib.items()))
     for key, value in out["threads_env"].items():
         click.echo(f"threads      {key}={value}")
+    if model:
+        click.echo(f"model        {model_path}: {model['description']}")
+        click.echo(
+            f"             seed {model['seed']}, {model['steps']} steps, written by pyflux-mnist "
+            f"{model['package_version']}"
+        )
 
 
 COMMANDS = [train, tutorial, evaluate, info]

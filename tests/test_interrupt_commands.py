@@ -1,0 +1,120 @@
+"""Ctrl-C as a terminal sends it (SIGINT to the whole process group) on the real commands: ``bench`` with
+its worker processes, and ``tutorial`` and ``reproduce``, which keep no checkpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+#: Generous: a busy machine is slow, and nothing here measures speed.
+DEADLINE_S = 180
+
+
+class Command:
+    """``pyflux-mnist ARGS`` in a session of its own (as a shell runs a job), its output read line by line
+    (stdout and stderr into one list)."""
+
+    def __init__(self, *args: str, data_dir: Path) -> None:
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYFLUX_MNIST_JULIA": "0"}
+        env["PYFLUX_MNIST_DATA"] = str(data_dir)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyflux_mnist", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in (self.proc.stdout, self.proc.stderr)
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while not any(text in line for line in self.lines):
+            assert self.proc.poll() is None, "\n".join(self.lines)
+            assert time.monotonic() < deadline, f"no {text!r} in:\n" + "\n".join(self.lines)
+            time.sleep(0.02)
+
+    def children(self) -> list[int]:
+        """PIDs of the processes this command started (from /proc: no extra package needed)."""
+        kids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                kids.append(int(stat.parent.name))
+        return kids
+
+    def ctrl_c(self) -> tuple[int, list[str]]:
+        """SIGINT to the command's whole process group; its exit code and the stderr lines after it."""
+        seen = len(self.lines)
+        os.killpg(self.proc.pid, signal.SIGINT)
+        code = self.proc.wait(timeout=DEADLINE_S)
+        for reader in self.readers:
+            reader.join(timeout=DEADLINE_S)
+        return code, [line for line in self.lines[seen:] if line.strip()]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_ctrl_c_on_bench_is_one_line_exit_130_and_no_worker_left(mnist_dir) -> None:
+    bench = Command("bench", "--backends", "numpy", "--steps", "2", "--repeat", "1000", data_dir=mnist_dir)
+    bench.wait_for("round 2/1000")  # workers started, timed rounds under way
+    workers = bench.children()
+    assert len(workers) == 2, workers  # the numpy worker and the sgemm one
+    code, after = bench.ctrl_c()
+    assert code == 130, bench.lines
+    assert not any("Traceback" in line or "Error" in line for line in bench.lines[:-1]), bench.lines
+    # One line: a round's progress line may have been on its way when the signal came.
+    assert after[-1] == "Error: interrupted" and len([a for a in after if not a.startswith("round ")]) == 1
+    deadline = time.monotonic() + 30
+    while not all(_gone(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers still running: {workers}"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_on_tutorial_says_what_is_true_for_it(mnist_dir) -> None:
+    tutorial = Command("tutorial", data_dir=mnist_dir)
+    tutorial.wait_for("loss(X, Y) = ")  # printed after the first step: training is under way
+    code, after = tutorial.ctrl_c()
+    text = "\n".join(tutorial.lines)
+    assert code == 130, text
+    assert "Traceback" not in text and "to be able to resume" not in text
+    assert after[-1].startswith("Error: interrupted after step ") and "nothing saved" in after[-1], text
+    assert "the tutorial always starts from the beginning" in after[-1]
+
+
+def test_ctrl_c_on_reproduce_says_what_is_true_for_it(mnist_dir) -> None:
+    reproduce = Command("reproduce", "rashid", data_dir=mnist_dir)
+    reproduce.wait_for("[1/1] rashid seed 0: step ")  # its progress: the first line off a terminal
+    code, after = reproduce.ctrl_c()
+    assert code == 130, reproduce.lines
+    assert "Traceback" not in "\n".join(reproduce.lines)
+    assert after[-1].startswith("Error: interrupted after step ") and "in [1/1] rashid seed 0" in after[-1]
+    assert "reproduce keeps no checkpoints" in after[-1] and "--checkpoint" not in after[-1]

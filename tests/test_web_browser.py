@@ -139,10 +139,9 @@ def test_draw_a_seven(page, shots: Path):
     for point in SEVEN[1:]:
         page.mouse.move(*at(*point), steps=8)
     page.mouse.up()
-    answer = page.locator("#draw-answer")
-    page.wait_for_function("document.getElementById('draw-answer').textContent !== '?'")
-    page.wait_for_timeout(400)  # the debounced last request
-    assert answer.text_content() == "7"
+    # The answer shown is the finished drawing's once no request is pending (the page debounces).
+    page.wait_for_function("document.body.dataset.drawPending === '0'")
+    assert page.locator("#draw-answer").text_content() == "7"
     assert page.locator("#draw-bars .top").first.text_content() == "7"
     assert page.evaluate("document.getElementById('draw-seen').naturalWidth") == 28
     page.screenshot(path=str(shots / "web-draw.png"))

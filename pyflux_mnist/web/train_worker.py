@@ -55,7 +55,7 @@ def run(spec: dict[str, Any], out: IO[str]) -> int:
     except OSError as e:
         emit(out, event="error", message=f"cannot save the model: {e.strerror or e}")
         return 1
-    emit(out, event="done", test_accuracy=result.test_accuracy, seconds=result.seconds.get("total"))
+    emit(out, event="done", test_accuracy=result.test_accuracy, seconds=result.seconds)
     return 0
 
 

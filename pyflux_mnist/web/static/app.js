@@ -125,6 +125,8 @@ let busy = false;
 let again = false;
 function schedule(delay = 120) {
   // Debounced: at most one request in flight; the newest drawing is always the last one sent.
+  // body[data-draw-pending] is "1" until the answer shown is the current drawing's (tests wait on it).
+  document.body.dataset.drawPending = "1";
   if (timer !== null) clearTimeout(timer);
   timer = setTimeout(() => { timer = null; predictDrawing(); }, delay);
 }
@@ -135,6 +137,7 @@ async function predictDrawing() {
     showAnswer("draw", null);
     $("draw-seen").removeAttribute("src");
     $("draw-error").textContent = "";
+    settled();
     return;
   }
   busy = true;
@@ -154,6 +157,11 @@ async function predictDrawing() {
     showAnswer("draw", null);
     $("draw-error").textContent = r.body.error;
   }
+  settled();
+}
+
+function settled() {
+  if (timer === null && !busy) document.body.dataset.drawPending = "0";
 }
 
 // --- Photo --------------------------------------------------------------------------------------------------

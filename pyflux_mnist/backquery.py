@@ -1,28 +1,37 @@
 """Back-query: for each label, the image the network "thinks" is that digit.
 
-Two methods, chosen by the network:
+Three methods:
 
-* ``rashid`` (sigmoid networks, Rashid's *Make Your Own Neural Network*, part 3): put the target vector
-  (0.99 for the label, 0.01 elsewhere) on the output, undo each layer backwards: the inverse sigmoid
-  (logit), minus the bias, then the transposed weights; before the next logit the signal is min-max
-  rescaled into 0.01..0.99, because a logit only accepts values strictly between 0 and 1. The input found
-  this way is rescaled into 0.01..0.99 too. The transposed weights are not the inverse of the weights
-  (784 inputs, 200 hidden units), so the result is a picture of what the weights favour, not an exact
-  pre-image.
+* ``prior`` (the default for every network that is not all sigmoids): the most digit-like image the
+  network calls that digit. A Gaussian model of what handwritten digits look like, learned from 10000
+  MNIST training images *without their labels* (their mean and top 100 principal directions), is the
+  prior: the image is ``mean + basis @ (scales * z)`` and gradient ascent (Adam) maximises
+  ``log softmax(z_out)[label] - strength/2 · |z|²``. The prior alone (no network) gives the mean digit,
+  a blurred ring; everything that makes panel k a k comes from the network's gradient. Without a prior,
+  optimisation finds patterns a network reads with certainty but no person reads as a digit (below).
 
-* ``optimise`` (ReLU, identity or softmax networks, which have no inverse): regularised input optimisation
-  (Simonyan et al. 2013, with Yosinski et al.'s 2015 blur prior). Start from a black image and repeat:
-  step along the gradient of the class score, ``log softmax(z)[label]`` of the last layer's pre-activation
-  ``z``, normalised to unit RMS; shrink the image towards black (an L2 prior, weight ``l2``); clip to the
-  valid pixel range 0..1; every ``blur_every`` steps blur with a 3×3 binomial kernel, so the image cannot
-  hide in high-frequency noise. The gradient is backpropagation through the NumPy reference network
-  (:func:`pyflux_mnist.backends.numpy_backend.forward` and ``activation_grad``).
+* ``optimise`` (no data needed): regularised input optimisation in pixel space (Simonyan et al. 2013, with
+  Yosinski et al.'s 2015 blur prior). From a black image: a step along the class score's gradient
+  normalised to unit RMS, L2 decay towards black, clip to 0..1, a 3×3 binomial blur every 2 steps. The
+  network (and other networks trained on MNIST) read these as their digits, yet by eye only 0 and 1 are
+  recognisable: jitter, total variation, stronger decay or more steps do not change that (docs/images.md).
 
-Both return ``(10, 28, 28)`` float32 images in 0..1 with ink bright, as MNIST.
+* ``rashid`` (sigmoid networks, Rashid's *Make Your Own Neural Network*, part 3; ``auto`` picks it when
+  every layer is a sigmoid): put the target vector (0.99 for the label, 0.01 elsewhere) on the output,
+  undo each layer backwards: the inverse sigmoid (logit), minus the bias, then the transposed weights;
+  before the next logit the signal is min-max rescaled into 0.01..0.99, because a logit only accepts
+  values strictly between 0 and 1. The input found this way is rescaled into 0.01..0.99 too. The
+  transposed weights are not the inverse of the weights, so the result is a picture of what the weights
+  favour, not an exact pre-image.
+
+Gradients are backpropagation through the NumPy reference network
+(:func:`pyflux_mnist.backends.numpy_backend.forward` and ``activation_grad``). All methods return
+``(10, 28, 28)`` float32 images in 0..1 with ink bright, as MNIST.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,22 +39,33 @@ import numpy as np
 from .backends.numpy_backend import activation_grad, forward
 from .errors import PyfluxError
 
-METHODS = ("auto", "rashid", "optimise")
+METHODS = ("auto", "prior", "optimise", "rashid")
 
 
 def method_for(spec: Any) -> str:
-    """``rashid`` when every layer is a sigmoid (then each has an inverse), else ``optimise``."""
-    return "rashid" if all(a == "sigmoid" for a in spec.activations) else "optimise"
+    """``rashid`` when every layer is a sigmoid (then each has an inverse), else ``prior``."""
+    return "rashid" if all(a == "sigmoid" for a in spec.activations) else "prior"
 
 
-def backquery(model: Any, method: str = "auto", **options: Any) -> tuple[np.ndarray, str]:
-    """``(10, 28, 28)`` images in 0..1 and the method used; ``options`` go to the method."""
+def backquery(
+    model: Any, method: str = "auto", prior: DigitPrior | None = None, **options: Any
+) -> tuple[np.ndarray, str]:
+    """``(10, 28, 28)`` images in 0..1 and the method used; ``options`` go to the method.
+
+    The ``prior`` method learns its :class:`DigitPrior` from MNIST's training images (found as ``train``
+    finds them) unless one is given."""
     if method not in METHODS:
         raise PyfluxError(f"unknown back-query method {method!r}; choose one of: {', '.join(METHODS)}")
     if method == "auto":
         method = method_for(model.spec)
     if method == "rashid":
         return rashid_backquery(model, **options), method
+    if method == "prior":
+        if prior is None:
+            from .mnist import load_mnist
+
+            prior = digit_prior(load_mnist().train_images)
+        return prior_inputs(model, prior, **options), method
     return optimise_inputs(model, **options), method
 
 
@@ -132,3 +152,59 @@ def optimise_inputs(
         if blur_every and step % blur_every == 0:
             x = _blur(x).astype(np.float32)
     return x.T.reshape(10, 28, 28).copy()
+
+
+# --- the digit prior -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigitPrior:
+    """A Gaussian model of handwritten digits in pixel space (0..1), kept to its main directions."""
+
+    mean: np.ndarray  # (784,) the mean digit
+    basis: np.ndarray  # (784, K) principal directions, orthonormal columns
+    scales: np.ndarray  # (K,) standard deviation of the digits along each direction
+
+    def image(self, z: np.ndarray) -> np.ndarray:
+        """Whitened coordinates ``(K, N)`` → ``(784, N)`` pixels (not yet clipped to 0..1)."""
+        return self.mean[:, None] + self.basis @ (self.scales[:, None] * z)
+
+
+def digit_prior(images: np.ndarray, components: int = 100, n: int = 10000) -> DigitPrior:
+    """The :class:`DigitPrior` of the first ``n`` of ``images`` ((N, 28, 28) uint8; no labels used)."""
+    if not 1 <= components <= 784:
+        raise PyfluxError(f"a digit prior needs 1 to 784 components, not {components}")
+    X = np.asarray(images[:n], dtype=np.float32).reshape(-1, 784) / 255  # (n, 784)
+    if len(X) < 2:
+        raise PyfluxError("a digit prior needs at least 2 images")
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    cov = (Xc.T @ Xc).astype(np.float64) / (len(X) - 1)  # (784, 784)
+    var, vecs = np.linalg.eigh(cov)  # ascending
+    top = np.argsort(var)[::-1][:components]
+    scales = np.sqrt(np.maximum(var[top], 0))
+    return DigitPrior(mean, vecs[:, top].astype(np.float32), scales.astype(np.float32))
+
+
+def prior_inputs(
+    model: Any,
+    prior: DigitPrior,
+    steps: int = 300,
+    lr: float = 0.05,
+    strength: float = 0.1,
+) -> np.ndarray:
+    """Adam ascent on ``log p(label | image) - strength/2 · |z|²`` over the prior's whitened
+    coordinates ``z``, from the mean digit (``z = 0``); see the module docstring."""
+    if steps < 1 or not lr > 0 or not strength >= 0:
+        raise PyfluxError("back-query needs steps >= 1, lr > 0 and strength >= 0")
+    z = np.zeros((len(prior.scales), 10), dtype=np.float32)  # (K, 10): column k asks for digit k
+    m, v = np.zeros_like(z), np.zeros_like(z)
+    b1, b2 = 0.9, 0.999
+    for t in range(1, steps + 1):
+        x = np.clip(prior.image(z), 0, 1)  # (784, 10); the clip is passed straight through
+        _, g = class_scores(model, x)
+        gz = prior.scales[:, None] * (prior.basis.T @ g) - strength * z
+        m = b1 * m + (1 - b1) * gz
+        v = b2 * v + (1 - b2) * gz * gz
+        z += lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + 1e-8)
+    return np.clip(prior.image(z), 0, 1).T.reshape(10, 28, 28).astype(np.float32)

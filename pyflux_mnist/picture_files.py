@@ -1,21 +1,29 @@
-"""What a picture's file name promises: the format its suffix names, and what writing that needs.
+"""What a picture's file name promises: the format its suffix names (PNG, JPEG, SVG, PDF), checked before
+any work and kept when writing; and the words every picture's title carries about its model.
 
-Checked before any work (a ``train --plot`` run must not train for minutes and then fail to draw), and
-used by the save calls so that ``loss.svg`` is an SVG, not PNG bytes under another name.
+Digit grids are Pillow images and charts are matplotlib figures; both go through :func:`save_picture`, so
+``--plot loss.jpg`` writes a JPEG and ``-o weights.svg`` an SVG. The CLI checks a name
+(:func:`check_chart_output`, :func:`check_grid_output`) before a long run, so that no run is lost to a
+suffix we cannot write or to a missing matplotlib.
 """
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import io
 import os
 from pathlib import Path
+from typing import Any
 
+from PIL import Image
+
+from .atomic import atomic_write
 from .errors import PyfluxError
 
-#: Suffix → matplotlib format for charts (loss curve, confusion matrix); no suffix means PNG.
+#: Suffix → matplotlib's format name; no suffix means PNG. Charts and digit grids take the same ones.
 CHART_FORMATS = {"": "png", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
-#: Digit grids keep every pixel exact (a test reads them back): PNG only.
-GRID_FORMATS = {"": "png", ".png": "png"}
+GRID_FORMATS = CHART_FORMATS
 NO_MATPLOTLIB = "charts need matplotlib, which is not installed: pip install 'pyflux-mnist[plots]'"
 
 
@@ -33,6 +41,11 @@ def chart_format(path: str | os.PathLike[str], option: str = "") -> str:
     return _format(path, CHART_FORMATS, "a chart", option)
 
 
+def picture_format(path: str | os.PathLike[str], option: str = "") -> str:
+    """The same for any picture, chart or digit grid."""
+    return _format(path, GRID_FORMATS, "a picture", option)
+
+
 def check_chart_output(path: str | os.PathLike[str] | None, option: str) -> None:
     """Before the work: the suffix is one we write, and matplotlib is installed."""
     if path is None:
@@ -43,6 +56,88 @@ def check_chart_output(path: str | os.PathLike[str] | None, option: str) -> None
 
 
 def check_grid_output(path: str | os.PathLike[str] | None, option: str) -> None:
-    """Before the work: a digit grid goes to a .png (or a name without a suffix)."""
+    """Before the work: a digit grid's suffix is one we write."""
     if path is not None:
         _format(path, GRID_FORMATS, "a digit grid", option)
+
+
+def _pillow_bytes(img: Image.Image, fmt: str) -> bytes:
+    """The image encoded as ``fmt``; SVG embeds the PNG, drawn with sharp pixels at its own size."""
+    buf = io.BytesIO()
+    rgb = img.convert("RGB")
+    if fmt == "jpeg":
+        rgb.save(buf, "JPEG", quality=95, subsampling=0)
+    elif fmt == "pdf":
+        rgb.save(buf, "PDF", resolution=96.0)
+    elif fmt == "svg":
+        png = io.BytesIO()
+        rgb.save(png, "PNG")
+        w, h = rgb.size
+        data = base64.b64encode(png.getvalue()).decode("ascii")
+        svg = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">'
+            f'<image width="{w}" height="{h}" style="image-rendering:pixelated" '
+            f'href="data:image/png;base64,{data}"/></svg>\n'
+        )
+        return svg.encode("ascii")
+    else:
+        rgb.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def save_picture(picture: Image.Image | Any, path: str | os.PathLike[str]) -> str:
+    """Write a Pillow image or a matplotlib figure atomically in the format of ``path``'s suffix.
+
+    Returns the format written. An unknown suffix or an unwritable path is one :class:`PyfluxError`."""
+    fmt = picture_format(path)
+    if isinstance(picture, Image.Image):
+        data = _pillow_bytes(picture, fmt)
+    else:  # a matplotlib Figure
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(picture)
+        buf = io.BytesIO()
+        picture.savefig(buf, format=fmt, metadata=_no_dates(fmt))
+        data = buf.getvalue()
+    try:
+        with atomic_write(path) as f:
+            f.write(data)
+    except OSError as e:
+        raise PyfluxError(f"cannot write {path}: {e.strerror or e}") from None
+    return fmt
+
+
+def _no_dates(fmt: str) -> dict[str, Any] | None:
+    """Leave out the creation date matplotlib writes into SVG and PDF: the same figure, the same bytes."""
+    return {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
+
+
+# --- what every title says about the model ------------------------------------------------------------
+
+
+def model_details(model: Any) -> str:
+    """``numpy backend · test accuracy 92.27%``: what the model file records beside the recipe."""
+    meta = getattr(model, "meta", None) or {}
+    parts = []
+    if meta.get("backend"):
+        parts.append(f"{meta['backend']} backend")
+    if isinstance(meta.get("test_accuracy"), int | float):
+        parts.append(f"test accuracy {meta['test_accuracy']:.2%}")
+    return " · ".join(parts)
+
+
+def model_name(model: Any) -> str:
+    """The recipe's name with what was changed in it (``flux-tutorial (hidden 64)``); ``a model`` for an
+    object without a recipe."""
+    from .recipes import recipe_label
+    from .spec import Recipe
+
+    recipe = getattr(model, "recipe", None)
+    if isinstance(recipe, Recipe):
+        return recipe_label(recipe)
+    return str(recipe.name) if recipe is not None else "a model"
+
+
+def model_summary(model: Any) -> str:
+    """``flux-tutorial · numpy backend · test accuracy 92.27%``."""
+    return " · ".join(p for p in (model_name(model), model_details(model)) if p)

@@ -51,13 +51,26 @@ def test_predict_text(tmp_path, mnist, model_path):
     assert line.startswith(f"{p}: ") and line.count(": ") == 3  # path, then two "digit: p"
 
 
-def test_backquery_command(tmp_path, model_path):
-    out = tmp_path / "bq.png"
-    r = CliRunner().invoke(cli, ["backquery", str(model_path), "-o", str(out)])
+def test_backquery_command(tmp_path, model_path, mnist_dir):
+    out = tmp_path / "bq.jpg"
+    args = ["backquery", str(model_path), "-o", str(out), "--check-with", str(model_path)]
+    r = CliRunner().invoke(cli, [*args, "--data-dir", str(mnist_dir)])
     assert r.exit_code == 0, r.output
-    assert "optimise" in r.output
-    img = np.asarray(Image.open(out).convert("L"))
-    assert img.shape[0] > 200 and img.std() > 20
+    assert "back-query (prior)" in r.output
+    assert "the network reads them as 0 1 2 3 4 5 6 7 8 9  (10 of 10 its digit)" in r.output
+    assert "m reads them as 0 1 2 3 4 5 6 7 8 9" in r.output
+    img = Image.open(out)
+    assert img.format == "JPEG"
+    grey = np.asarray(img.convert("L"))
+    assert grey.shape[0] > 200 and grey.std() > 20
+    r = CliRunner().invoke(cli, ["backquery", str(model_path), "-o", str(out), "--method", "optimise"])
+    assert r.exit_code == 0 and "back-query (optimise)" in r.output
+
+
+def test_backquery_refuses_an_unknown_picture_suffix_first(tmp_path, model_path):
+    r = CliRunner().invoke(cli, ["backquery", str(model_path), "-o", str(tmp_path / "bq.gif")])
+    assert r.exit_code == 1 and r.output.startswith("Error: -o ") and ".svg, not .gif" in r.output
+    assert not (tmp_path / "bq.gif").exists()
 
 
 def test_show_weights(tmp_path, model_path):
@@ -79,3 +92,32 @@ def test_show_samples(tmp_path, mnist_dir):
 def test_missing_model_is_one_line(tmp_path):
     r = CliRunner().invoke(cli, ["backquery", str(tmp_path / "nope.npz")])
     assert r.exit_code == 1 and "Error:" in r.output
+
+
+def test_evaluate_pictures_in_the_formats_named(tmp_path, model_path, mnist_dir):
+    pytest.importorskip("matplotlib")
+    conf, errs = tmp_path / "c.svg", tmp_path / "e.pdf"
+    args = ["evaluate", str(model_path), "--confusion", str(conf), "--errors", str(errs)]
+    r = CliRunner().invoke(cli, [*args, "--data-dir", str(mnist_dir)])
+    assert r.exit_code == 0, r.output
+    svg = conf.read_text()
+    assert "<svg" in svg[:400] and "Confusion matrix: flux-tutorial" in svg.replace("&#45;", "-")
+    assert errs.read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "samples", "-o", "{tmp}/s.gif"],
+        ["show", "weights", "{model}", "-o", "{tmp}/w.bmp"],
+        ["evaluate", "{model}", "--confusion", "{tmp}/c.png", "--errors", "{tmp}/e.tif"],
+        ["backquery", "{model}", "-o", "{tmp}/b.tiff"],
+    ],
+)
+def test_picture_commands_refuse_a_suffix_before_any_work(tmp_path, model_path, args, monkeypatch):
+    monkeypatch.setenv("PYFLUX_MNIST_DATA", str(tmp_path / "no-data-here"))  # reached only after the check
+    args = [a.format(tmp=tmp_path, model=model_path) for a in args]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and r.output.startswith("Error: -"), r.output
+    assert "a digit grid can be written as .jpeg, .jpg, .pdf, .png, .svg, not ." in r.output
+    assert list(tmp_path.iterdir()) == []

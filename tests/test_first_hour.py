@@ -200,10 +200,10 @@ def test_charts_without_matplotlib_fail_before_any_work(model_file, no_data, wit
 
 def test_picture_suffixes_we_cannot_write_are_refused_up_front(model_file, no_data, tmp_path) -> None:
     _one_error(CliRunner().invoke(cli, ["train", "--plot", str(tmp_path / "l.gif")]), "not .gif")
-    result = CliRunner().invoke(cli, ["evaluate", str(model_file), "--errors", str(tmp_path / "e.jpg")])
-    _one_error(result, "a digit grid can be written as .png, not .jpg")
-    result = CliRunner().invoke(cli, ["show", "samples", "-o", str(tmp_path / "s.jpg")])
-    _one_error(result, "a digit grid can be written as .png, not .jpg")
+    result = CliRunner().invoke(cli, ["evaluate", str(model_file), "--errors", str(tmp_path / "e.gif")])
+    _one_error(result, "a digit grid can be written as .jpeg, .jpg, .pdf, .png, .svg, not .gif")
+    result = CliRunner().invoke(cli, ["show", "samples", "-o", str(tmp_path / "s.tif")])
+    _one_error(result, "a digit grid can be written as .jpeg, .jpg, .pdf, .png, .svg, not .tif")
 
 
 def test_plot_writes_the_format_its_suffix_names(run, tmp_path) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from ..errors import PyfluxError
 from ..picture_files import check_grid_output
@@ -75,29 +77,60 @@ def _json_result(r: dict[str, Any]) -> dict[str, Any]:
 
 @click.command()
 @click.argument("model_path", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="backquery.png", show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="backquery.png",
+    show_default=True,
+    help="The picture: .png, .jpg, .svg or .pdf.",
+)
 @click.option(
     "--method",
-    type=click.Choice(["auto", "rashid", "optimise"]),
+    type=click.Choice(["auto", "prior", "optimise", "rashid"]),
     default="auto",
     show_default=True,
-    help="rashid: invert sigmoid layers (Rashid's back-query); optimise: regularised gradient ascent on "
-    "the class score; auto: rashid for all-sigmoid networks.",
+    help="prior: the most digit-like image (a model of MNIST digits learned without labels) the network "
+    "calls each digit; optimise: gradient ascent in pixels, no data needed; rashid: invert sigmoid layers "
+    "(Rashid's back-query); auto: rashid for all-sigmoid networks, else prior.",
 )
-def backquery(model_path, output, method) -> None:
-    """Draw, for each digit 0-9, the image the network "thinks" is that digit (one 10-panel PNG)."""
+@click.option(
+    "--check-with",
+    "checkers",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Another model file (repeatable) that reads the pictures too: an independent check.",
+)
+@data_dir_option
+@offline_option
+def backquery(model_path, output, method, checkers, data_dir, offline) -> None:
+    """Draw, for each digit 0-9, the image the network "thinks" is that digit (one 10-panel picture)."""
     from ..backquery import backquery as run_backquery
+    from ..backquery import digit_prior, method_for
     from ..model import load_model
     from ..pictures import backquery_png
 
     model = load_model(model_path)
+    others = [load_model(p) for p in checkers]
     check_writable(output, "back-query picture")
     check_grid_output(output, "-o")
-    images, used = run_backquery(model, method)
-    backquery_png(images, output, used)
-    predicted = model.predict(images)  # floats in [0, 1]
+    used = method_for(model.spec) if method == "auto" else method
+    prior = None
+    if used == "prior":
+        from ..mnist import load_mnist
+
+        prior = digit_prior(load_mnist(data_dir, offline=offline or None, verify=False).train_images)
+    images, used = run_backquery(model, used, prior=prior)
+    readers = [("self", model.probabilities(images))]  # floats in [0, 1]
+    for path, other in zip(checkers, others, strict=True):
+        readers.append((Path(path).stem, other.probabilities(images)))
+    backquery_png(images, output, used, model=model, readers=readers)
     click.echo(f"back-query ({used}) written to {output}")
-    click.echo("the network reads them as " + " ".join(str(int(p)) for p in predicted))
+    for name, p in readers:
+        read = p.argmax(axis=1)
+        agree = int(np.sum(read == np.arange(10)))
+        who = "the network" if name == "self" else name
+        click.echo(f"{who} reads them as {' '.join(str(int(k)) for k in read)}  ({agree} of 10 its digit)")
 
 
 @click.group(cls=SuggestingGroup)
@@ -122,7 +155,7 @@ def samples(split, count, output, data_dir, offline) -> None:
     images, labels = (
         (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
     )
-    samples_png(images, labels, output, count)
+    samples_png(images, labels, output, count, split=split)
     click.echo(f"{count} {split} digits written to {output}")
 
 

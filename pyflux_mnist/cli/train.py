@@ -163,7 +163,7 @@ def train(
     if plot_path:
         from ..pictures import loss_curve_png
 
-        loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, title=r.name)
+        loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, model=result.model)
     if as_json:
         summary = result.summary()
         summary.update(saved=save_path, plot=plot_path)
@@ -290,7 +290,7 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
     "errors_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write a grid of misclassified test digits (PNG).",
+    help="Write a grid of misclassified test digits (.png, .jpg, .svg or .pdf).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> None:
@@ -311,11 +311,11 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     if confusion:
         from ..pictures import confusion_png
 
-        confusion_png(labels, pred, confusion)
+        confusion_png(labels, pred, confusion, model=model)
     if errors_path:
         from ..pictures import errors_png
 
-        errors_png(data.test_images, labels, pred, errors_path)
+        errors_png(data.test_images, labels, pred, errors_path, model=model)
     out = {
         "model": model_path,
         "recipe": model.recipe.name,

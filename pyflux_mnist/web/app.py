@@ -110,8 +110,10 @@ class Server:
         return loaded.pictures[name]
 
     def _render(self, name: str, loaded: Loaded) -> bytes:
+        """One picture of the model, made as the CLI makes it (``show weights``, ``backquery``,
+        ``evaluate --confusion``, ``train --plot``), into a file of the server's naming."""
         from .. import pictures
-        from ..backquery import backquery
+        from ..backquery import backquery, digit_prior, method_for
 
         model = loaded.model
         with tempfile.TemporaryDirectory(prefix="pyflux-mnist-web-") as tmp:
@@ -119,16 +121,18 @@ class Server:
             if name == "weights":
                 pictures.weights_png(model, out, max_units=36)
             elif name == "backquery":
-                images, method = backquery(model)
-                pictures.backquery_png(images, out, method)
+                method = method_for(model.spec)
+                prior = digit_prior(self.data().train_images) if method == "prior" else None
+                images, method = backquery(model, method, prior=prior)
+                readers = [("self", model.probabilities(images))]
+                pictures.backquery_png(images, out, method, model=model, readers=readers)
             elif name == "confusion":
                 data = self.data()
-                pictures.confusion_png(data.test_labels, model.predict(data.test_images), out)
+                pictures.confusion_png(data.test_labels, model.predict(data.test_images), out, model=model)
             elif loaded.losses is None:
                 raise HTTPException(404, "this model file holds no loss curve (train one here to see it)")
             else:
-                title = f"{model.recipe.name} on {model.meta.get('backend', '?')}"
-                pictures.loss_curve_png(loaded.losses, out, loaded.epoch_steps, title)
+                pictures.loss_curve_png(loaded.losses, out, loaded.epoch_steps, model=model)
             return out.read_bytes()
 
 

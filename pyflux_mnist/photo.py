@@ -5,10 +5,14 @@ from anti-aliasing), pasted into 28×28 and shifted so the intensity-weighted ce
 column 14 (0-based; in MNIST it is 14.00 ± 0.29, 14.01 ± 0.29). People's photos are dark ink on light
 paper, any size, colour and position, with shadows, texture and JPEG noise. :func:`mnistify` undoes that:
 
-1. **Grey** (:func:`load_grey`): EXIF orientation applied; palette, 16-bit, float and colour images
-   brought to 0..255 grey (colour by luminance, or by the colour axis with the most contrast when the ink
-   and the paper differ in hue more than in brightness); transparency composited over a background that
-   contrasts with the ink.
+0. **A sheet on a desk** (:func:`trace`, :mod:`.sheet`): when the photo shows a sheet of paper on a
+   darker desk, only the sheet is read: turned back by its edges' angle, its edge band dropped, and its
+   own light (shadows included) divided out by a local closing instead of steps 2-3.
+1. **Grey** (:func:`load_grey`): raster formats only (:data:`FORMATS`), size and header checked before
+   decoding, JPEG decoded at a reduced scale, at most DETAIL_SIDE px; EXIF orientation applied;
+   palette, 16-bit, float and colour images brought to 0..255 grey (colour by luminance, or by the
+   colour axis with the most contrast when the ink and the paper differ in hue more than in brightness);
+   transparency composited over a background that contrasts with the ink.
 2. **Polarity**: the paper is the border's median; when the image reaches further below it than above,
    the ink is dark on light paper and the image is inverted.
 3. **Lighting**: a quadratic surface fitted robustly to the background (ink pixels trimmed) is
@@ -29,23 +33,47 @@ An MNIST digit goes through unchanged in almost every case (measured in ``docs/i
 from __future__ import annotations
 
 import contextlib
-import io
+import math
 import os
+import stat
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .raster import box_blur as _box_blur
+from .raster import components as _components
+from .raster import erode, max_filter, min_filter
+from .raster import otsu as _otsu
+from .sheet import MIN_SIDE, Sheet, find_sheet, whiteness
 from .userpaths import os_error_line
 
-#: Refuse images with more pixels than this before decoding them (decompression bombs).
-MAX_PIXELS = 40_000_000
-#: Images are reduced to at most this many pixels on the longest side before any processing.
+#: The only file formats read: raster images. Pillow knows more (EPS, PDF, ...), some of which run
+#: external programs (Ghostscript); a file of another format, whatever its name, is refused.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG includes MPO (multi-picture)
+#: Files larger than this are refused from their size alone, before a byte is read.
+MAX_FILE_BYTES = 512 * 2**20
+#: Refuse images with more pixels than this before decoding them (decompression bombs). 48-50 MP phone
+#: photos fit; a 64 MP RGB image decodes to 192 MB.
+MAX_PIXELS = 64_000_000
+#: JPEG is decoded at 1/2..1/8 scale (``Image.draft``), so it may declare more: up to Pillow's own limit.
+MAX_JPEG_PIXELS = 178_000_000
+#: Pictures are reduced to at most this many pixels on the longest side as they are read (sheet crops
+#: are taken at this resolution) ...
+DETAIL_SIDE = 1280
+#: ... the sheet is looked for at this size ...
+FIND_SIDE = 320
+#: ... and the digit is found on at most this many pixels on the longest side.
 WORK_SIDE = 640
+#: The sheet's edge band dropped all round, as a fraction of its shorter side.
+SHEET_MARGIN = 0.03
+#: On a sheet, ink must darken the paper by at least this much (of 255, relative to the paper's light).
+SHEET_INK = 40.0
 #: MNIST's geometry.
 BOX = 20
 SIZE = 28
@@ -64,59 +92,131 @@ PathOrImage = "str | os.PathLike[str] | Image.Image | np.ndarray"
 # --- reading -----------------------------------------------------------------------------------------
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open a file Pillow can read, refusing missing, empty, unreadable or absurdly large ones."""
+def open_image(path: str | os.PathLike[str], side: int | None = DETAIL_SIDE) -> Image.Image:
+    """Open a raster image file, refusing missing, empty, non-regular, unreadable or absurdly large ones.
+
+    Only the size on disk and the header are read before the checks (size, format, pixel count), so a
+    huge file costs neither time nor memory. JPEG is decoded at the smallest scale that keeps ``side``
+    pixels on the longest side (None: full size).
+    """
     p = Path(path)
-    if p.is_dir():
-        raise ImageError(f"{p} is a directory, not an image")
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except FileNotFoundError:
         raise ImageError(f"{p}: no such file") from None
     except OSError as e:
-        raise ImageError(f"{p}: cannot read it ({e.strerror or e})") from None
-    if size == 0:
+        raise ImageError(os_error_line(e, p, "cannot read")) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{p} is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{p} is not a regular file (a pipe or a device?)")
+    if st.st_size == 0:
         raise ImageError(f"{p} is empty (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError(
+            f"{p} is too large: {st.st_size} bytes; images up to {MAX_FILE_BYTES // 2**20} MiB are read"
+        )
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as f:
+            return _open(f, str(p), side)
     except OSError as e:
-        raise ImageError(f"{p}: cannot read it ({e.strerror or e})") from None
-    img = _open(io.BytesIO(data), str(p))
-    return img
+        raise ImageError(os_error_line(e, p, "cannot read")) from None
 
 
-def _open(fp: Any, name: str) -> Image.Image:
+def _open(fp: BinaryIO, name: str, side: int | None = DETAIL_SIDE) -> Image.Image:
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_size decides
         try:
-            img = Image.open(fp)
+            img = Image.open(fp, formats=FORMATS)
             _check_size(img, name)
+            if side is not None and img.format in ("JPEG", "MPO") and max(img.size) > side:
+                f = side / max(img.size)
+                img.draft(None, (math.ceil(img.size[0] * f), math.ceil(img.size[1] * f)))
             img.load()
         except ImageError:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except Image.DecompressionBombError:
             raise ImageError(f"{name} is too large to be a reasonable image (decompression bomb?)") from None
         except UnidentifiedImageError:
-            raise ImageError(f"{name} is not an image Pillow can read") from None
+            raise ImageError(f"{name} is not an image in a format read here ({', '.join(FORMATS)})") from None
         except (OSError, ValueError, SyntaxError, EOFError) as e:
             raise ImageError(f"{name} is damaged or truncated ({e})") from None
+        except MemoryError:
+            raise ImageError(f"{name}: not enough memory to decode it") from None
     return img
 
 
 def _check_size(img: Image.Image, name: str) -> None:
     w, h = img.size
-    if w * h > MAX_PIXELS:
+    limit = MAX_JPEG_PIXELS if img.format in ("JPEG", "MPO") else MAX_PIXELS
+    if w * h > limit:
         raise ImageError(
-            f"{name} is too large: {w}x{h} = {w * h} pixels; the limit is {MAX_PIXELS} (decompression bomb?)"
+            f"{name} is too large: {w}x{h} = {w * h} pixels; the limit is {limit} (decompression bomb?)"
         )
     if w == 0 or h == 0:
         raise ImageError(f"{name} has no pixels ({w}x{h})")
 
 
+def _shrink(img: Image.Image, side: int) -> Image.Image:
+    """Reduce a big decoded picture by a whole factor (box filter), its longest side staying >= ``side``."""
+    factor = max(img.size) // side
+    if factor < 2:
+        return img
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    try:
+        return img.reduce(factor)
+    except (ValueError, NotImplementedError):  # a mode Pillow cannot reduce: use it in full
+        return img
+
+
 def load_grey(src: PathOrImage, name: str | None = None) -> np.ndarray:  # type: ignore[valid-type]
     """Any picture → ``(H, W)`` float32 grey in 0..255 (not inverted, not resized beyond WORK_SIDE)."""
+    return _reduce(_read(src, name).grey(), WORK_SIDE)
+
+
+class _Picture:
+    """A picture as read, at most DETAIL_SIDE: its opaque colour pixels if any, its grey when asked."""
+
+    def __init__(self, img: Image.Image | None, grey: np.ndarray | None = None) -> None:
+        self._img, self._grey = img, grey
+        self.rgb: np.ndarray | None = None  # (H, W, 3) uint8
+        if img is None:
+            return
+        w, h = img.size
+        f = min(1.0, DETAIL_SIDE / max(w, h))
+        self.size = (max(1, round(w * f)), max(1, round(h * f)))  # as _reduce makes the grey
+        opaque = "A" not in img.getbands() and not (img.mode == "P" and "transparency" in img.info)
+        if opaque and img.mode in ("P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+            rgb = img.convert("RGB")
+            if rgb.size != self.size:
+                rgb = rgb.resize(self.size, Image.Resampling.BOX)
+            self.rgb = np.asarray(rgb)
+
+    def grey(self) -> np.ndarray:
+        """``(H, W)`` float32 grey 0..255 (colour by luminance or the most contrasting colour axis)."""
+        if self._grey is None:
+            assert self._img is not None
+            self._grey = _reduce(_image_grey(self._img), DETAIL_SIDE)
+        return self._grey
+
+    def shown(self) -> np.ndarray:
+        """The picture to show: ``(H, W, 3)`` or ``(H, W)`` uint8."""
+        return self.rgb if self.rgb is not None else np.clip(np.rint(self.grey()), 0, 255).astype(np.uint8)
+
+
+def _read(src: PathOrImage, name: str | None = None) -> _Picture:  # type: ignore[valid-type]
+    """Any picture (file, Pillow image, array) → a :class:`_Picture` at most DETAIL_SIDE."""
     if isinstance(src, np.ndarray):
-        return _array_grey(src, name or "array")
+        a = np.asarray(src)
+        if a.ndim == 3 and a.shape[2] in (3, 4) and a.size:
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise ImageError(f"{name or 'array'} contains NaN or Inf")
+            src = Image.fromarray(_to_uint8(a), "RGBA" if a.shape[2] == 4 else "RGB")
+        else:
+            return _Picture(None, _reduce(_array_grey(a, name or "array"), DETAIL_SIDE))
     if isinstance(src, Image.Image):
         img, name = src, name or "image"
         _check_size(img, name)
@@ -125,17 +225,12 @@ def load_grey(src: PathOrImage, name: str | None = None) -> np.ndarray:  # type:
         img = open_image(src)
     with contextlib.suppress(Exception):  # a broken EXIF block must not stop us: use the pixels as stored
         img = ImageOps.exif_transpose(img) or img
-    grey = _image_grey(img)
-    return _reduce(grey)
+    return _Picture(_shrink(img, DETAIL_SIDE))
 
 
 def _array_grey(a: np.ndarray, name: str) -> np.ndarray:
-    a = np.asarray(a)
     if a.size == 0:
         raise ImageError(f"{name} has no pixels")
-    if a.ndim == 3 and a.shape[2] in (3, 4):
-        mode = "RGBA" if a.shape[2] == 4 else "RGB"
-        return _reduce(_image_grey(Image.fromarray(_to_uint8(a), mode)))
     if a.ndim != 2:
         raise ImageError(f"{name}: expected a 2-D grey or (H, W, 3|4) colour array, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
@@ -145,7 +240,7 @@ def _array_grey(a: np.ndarray, name: str) -> np.ndarray:
         grey *= np.float32(255 / 65535)
     elif a.dtype.kind == "f" and a.max() <= 1.0:
         grey *= np.float32(255)
-    return _reduce(np.clip(grey, 0, 255))
+    return np.clip(grey, 0, 255)
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -211,12 +306,11 @@ def _colour_grey(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     return lum
 
 
-def _reduce(grey: np.ndarray) -> np.ndarray:
+def _reduce(grey: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     h, w = grey.shape
-    side = max(h, w)
-    if side <= WORK_SIDE:
+    if max(h, w) <= side:
         return grey
-    f = WORK_SIDE / side
+    f = side / max(h, w)
     size = (max(1, round(w * f)), max(1, round(h * f)))
     return np.asarray(Image.fromarray(grey, "F").resize(size, Image.Resampling.BOX), dtype=np.float32)
 
@@ -224,17 +318,173 @@ def _reduce(grey: np.ndarray) -> np.ndarray:
 # --- the MNIST pipeline ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Trace:
+    """What the pipeline did with one picture, to show where it went wrong (see :func:`strip`)."""
+
+    digit: np.ndarray  # (28, 28) uint8, what the model sees
+    photo: np.ndarray  # (H, W) or (H, W, 3) uint8: the picture as read, at most DETAIL_SIDE
+    sheet: Sheet | None  # the sheet found, in ``photo``'s pixels; None: the whole picture was used
+    straightened: np.ndarray  # (h, w) float32 grey 0..255: the (turned back, cropped) part read
+    inside: np.ndarray | None  # (h, w) bool: the part of ``straightened`` searched for ink (None: all)
+    ink_box: tuple[int, int, int, int]  # (x0, y0, x1, y1) of the digit's ink in ``straightened``
+
+
 def preprocess(src: PathOrImage, *, strokes: bool = True, name: str | None = None) -> np.ndarray:  # type: ignore[valid-type]
     """A file, Pillow image or array → ``(28, 28)`` uint8 MNIST digit (white ink on black, 0..255).
 
     Raises :class:`ImageError` for anything unreadable, empty, too large, or without ink.
     """
+    return trace(src, strokes=strokes, name=name).digit
+
+
+def trace(src: PathOrImage, *, strokes: bool = True, name: str | None = None) -> Trace:  # type: ignore[valid-type]
+    """:func:`preprocess`, keeping the steps: the picture, the sheet found in it, the straightened crop.
+
+    A sheet of paper on a desk (:func:`pyflux_mnist.sheet.find_sheet`) is turned back by its angle and
+    cropped inside its edges; the paper's light is then estimated locally (a closing, so that a shadow's
+    edge is followed) and divided out. Pictures without a sheet go through :func:`mnistify` as they are.
+    """
     label = name or (str(src) if isinstance(src, (str, os.PathLike)) else "image")
-    return mnistify(load_grey(src, label), strokes=strokes, name=label)
+    pic = _read(src, label)
+    sheet = _find_sheet(pic)
+    if sheet is None:
+        g = _reduce(pic.grey(), WORK_SIDE)
+        # A picture big enough to show a desk, and nothing found: say that no sheet was found either.
+        place = " and no sheet of paper" if min(g.shape) >= 2 * MIN_SIDE else ""
+        try:
+            digit, box = _mnistify(g, strokes, label, place)
+            return Trace(digit, pic.shown(), None, g, None, box)
+        except ImageError:
+            sheet = _find_shaded_sheet(pic) if place else None  # a last resort before the error
+            if sheet is None:
+                raise
+    g, inside = _straighten(pic, sheet)
+    bg = _paper_light(g, inside)
+    v = (bg - g) * (255 / np.maximum(bg, 8.0))  # ink darkens the paper by a fraction of its light
+    v[~inside] = 0
+    # Any pen or pencil darkens paper by a quarter or more; what is left of a shadow's edge does not.
+    ink = _drop_specks(_ink(v, label, inside, " on the sheet", least=SHEET_INK))
+    digit, box = _finish(ink, strokes, label)
+    return Trace(digit, pic.shown(), sheet, g, inside, box)
+
+
+def _find_sheet(pic: _Picture) -> Sheet | None:
+    """The sheet, looked for on whiteness (a coloured desk is dark), then on luminance (cream paper on a
+    light grey desk differs more in brightness than in its weakest channel), at FIND_SIDE."""
+    if pic.rgb is None:
+        grey = pic.grey()
+        h, w = grey.shape
+        features = [grey] if min(h, w) >= 2 * MIN_SIDE else []
+    else:
+        h, w = pic.rgb.shape[:2]
+        rgb = Image.fromarray(pic.rgb, "RGB")
+        f = min(1.0, FIND_SIDE / max(h, w))
+        small = np.asarray(rgb.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BOX))
+        lum = small.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        features = [whiteness(small), lum] if min(h, w) >= 2 * MIN_SIDE else []
+    for feature in features:
+        small_f = _reduce(np.ascontiguousarray(feature, dtype=np.float32), FIND_SIDE)
+        sheet = find_sheet(small_f)
+        if sheet is not None:
+            return sheet.scaled(w / small_f.shape[1])
+    return None
+
+
+def _find_shaded_sheet(pic: _Picture) -> Sheet | None:
+    """A sheet under a deep shadow, whose shaded part is darker than the lit desk: whiteness divided by
+    the light, taken as the brightest thing within 15 % of the frame (the paper, wherever it is near);
+    a shadow's bite out of a corner is allowed (75 % rectangular). Tried only when all else failed."""
+    f = whiteness(pic.rgb) if pic.rgb is not None else pic.grey()
+    small = _reduce(np.ascontiguousarray(f, dtype=np.float32), FIND_SIDE)
+    r = max(2, round(0.15 * max(small.shape)))
+    light = _box_blur(max_filter(small, r), max(1, r // 2))
+    flat = np.clip(255 * small / np.maximum(light, 1.0), 0, 255).astype(np.float32)
+    sheet = find_sheet(flat, rectangularity=0.75)
+    return sheet.scaled(f.shape[1] / small.shape[1]) if sheet is not None else None
+
+
+def _straighten(pic: _Picture, sheet: Sheet) -> tuple[np.ndarray, np.ndarray]:
+    """Turn the picture back by the sheet's angle and crop to the sheet, less its edge band.
+
+    → ``(h, w)`` float32 grey at most WORK_SIDE, and the ``(h, w)`` bool mask of the sheet's inside.
+    """
+    rgb = pic.rgb
+    grey = pic.grey() if rgb is None else None
+    h, w = (rgb if rgb is not None else grey).shape[:2]
+    outline = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(outline).polygon([(float(x), float(y)) for x, y in sheet.outline], fill=255)
+    src = Image.fromarray(rgb, "RGB") if rgb is not None else Image.fromarray(grey, "F")
+    turned = src.rotate(sheet.angle, Image.Resampling.BILINEAR, expand=True)
+    mask = np.asarray(outline.rotate(sheet.angle, Image.Resampling.BILINEAR, expand=True)) > 127
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    crop, mask = turned.crop(box), mask[box[1] : box[3], box[0] : box[2]]
+    f = min(1.0, WORK_SIDE / max(crop.size))
+    size = (max(1, round(crop.size[0] * f)), max(1, round(crop.size[1] * f)))
+    crop = crop.resize(size, Image.Resampling.BOX)
+    cover = Image.fromarray(mask.astype(np.float32), "F").resize(size, Image.Resampling.BOX)
+    inside = np.asarray(cover) > 0.99
+    r = max(2, round(SHEET_MARGIN * min(size)))
+    inside = erode(np.pad(inside, r), r)[r:-r, r:-r]  # beyond the crop is desk: erode from there too
+    a = np.asarray(crop, dtype=np.float32)
+    if a.ndim == 3:
+        g = _colour_grey(a, inside.astype(np.float32))
+        g = np.clip(g, 0, 255)
+    else:
+        g = a
+    return np.ascontiguousarray(g, dtype=np.float32), inside
+
+
+def _paper_light(g: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The paper's brightness under the ink, shadows included: a grey closing on a coarse grid.
+
+    Blocks of ~1/64 of the picture take their 90th percentile (the paper, not the ink or the grain); a
+    dilation then an erosion 4 blocks wide (wider than any MNIST-like stroke on the sheet) fills the
+    strokes while following a shadow's edge; the grid is interpolated back to every pixel.
+    """
+    h, w = g.shape
+    b = max(2, round(max(h, w) / 64))
+    gh, gw = -(-h // b), -(-w // b)
+    p = np.full((gh * b, gw * b), -np.inf, np.float32)
+    p[:h, :w] = np.where(inside, _box_blur(g, 1), -np.inf)
+    blocks = np.sort(p.reshape(gh, b, gw, b).transpose(0, 2, 1, 3).reshape(gh, gw, b * b), axis=2)
+    n = np.isfinite(blocks).sum(axis=2)  # pixels inside, sorted after the -inf of those outside
+    at = np.minimum(b * b - n + np.floor(0.9 * np.maximum(n - 1, 0)).astype(np.int64), b * b - 1)
+    grid = np.take_along_axis(blocks, at[..., None], axis=2)[..., 0]
+    known = n > 0
+    if not known.any():
+        return np.full_like(g, 255.0)
+    grid = _extend(grid, known)  # beyond the sheet, its nearest paper: a closing then has no edge effect
+    k = max(1, round(0.06 * max(gh, gw)))
+    grid = min_filter(max_filter(grid, k), k).astype(np.float32)
+    up = Image.fromarray(grid, "F").resize((gw * b, gh * b), Image.Resampling.BILINEAR)
+    return _box_blur(np.asarray(up, dtype=np.float32)[:h, :w], max(1, b // 2))
+
+
+def _extend(grid: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill the unknown cells of a grid, ring by ring, with the mean of their known 8-neighbours."""
+    grid = np.where(known, grid, 0.0).astype(np.float64)
+    known = known.copy()
+    while not known.all():
+        p, k = np.pad(grid * known, 1), np.pad(known.astype(np.float64), 1)
+        h, w = grid.shape
+        total = sum(p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        count = sum(k[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        new = ~known & (count > 0)
+        grid[new] = total[new] / count[new]
+        known |= new
+    return grid
 
 
 def mnistify(grey: np.ndarray, *, strokes: bool = True, name: str = "image") -> np.ndarray:
     """``(H, W)`` grey 0..255, either polarity → ``(28, 28)`` uint8 digit as MNIST made them."""
+    return _mnistify(grey, strokes, name)[0]
+
+
+def _mnistify(
+    grey: np.ndarray, strokes: bool, name: str, place: str = ""
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     g = np.asarray(grey, dtype=np.float32)
     if g.ndim != 2 or g.size == 0:
         raise ImageError(f"{name}: expected a non-empty 2-D grey image, got shape {g.shape}")
@@ -245,15 +495,47 @@ def mnistify(grey: np.ndarray, *, strokes: bool = True, name: str = "image") -> 
     v = g - bg
     if light:  # ink darkens paper by a fraction of its light: divide out the illumination
         v *= 255 / np.maximum(255 - bg, 8.0)
-    ink = _drop_specks(_ink(v, name))
-    crop = _crop(ink, name)
+    ink = _drop_specks(_ink(v, name, place=place))
+    _refuse_texture(ink, name)
+    return _finish(ink, strokes, name)
+
+
+def _finish(ink: np.ndarray, strokes: bool, name: str) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Ink → MNIST digit: crop, bilevel when big, stroke width, 20 px box, centre of mass at (14, 14)."""
+    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+    if rows.size == 0:
+        raise ImageError(f"{name}: no ink found")
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    crop = ink[box[1] : box[3], box[0] : box[2]]
     if max(crop.shape) >= 2 * BOX:
         # Big enough to have been drawn at a higher resolution: make it bilevel, as NIST's digits were
         # before MNIST scaled them down; the anti-aliasing then makes MNIST's grey edges.
-        crop = _crop(np.where(crop > 127.5, np.float32(255), np.float32(0)), name)
+        solid = crop > 127.5
+        r, c = np.nonzero(solid.any(axis=1))[0], np.nonzero(solid.any(axis=0))[0]
+        if r.size:  # the box of what is left, for the strip
+            box = (box[0] + int(c[0]), box[1] + int(r[0]), box[0] + int(c[-1]) + 1, box[1] + int(r[-1]) + 1)
+        crop = _crop(np.where(solid, np.float32(255), np.float32(0)), name)
     if strokes:
         crop = _normalise_strokes(crop)
-    return _centre(_scale_to_box(crop))
+    return _centre(_scale_to_box(crop)), box
+
+
+def _refuse_texture(ink: np.ndarray, name: str) -> None:
+    """A desk (wood grain, fabric) with no sheet and no digit: "ink" everywhere, reaching every border."""
+    h, w = ink.shape
+    if min(h, w) < 2 * MIN_SIDE:
+        return
+    m = ink > 0
+    k = max(1, round(0.02 * min(h, w)))
+    edges = (m[:k].any(), m[-k:].any(), m[:, :k].any(), m[:, -k:].any())
+    if sum(edges) < 4:
+        return
+    labels, n = _components(m)
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n + 1)[1:]
+    if n >= 8 and np.sum(mass >= 0.01 * mass.sum()) >= 8:
+        raise ImageError(
+            f"{name}: no sheet and no digit found (only texture reaching every edge of the picture)"
+        )
 
 
 def _light_background(g: np.ndarray) -> bool:
@@ -301,63 +583,39 @@ def _background(g: np.ndarray, iterations: int = 4) -> np.ndarray:
     return np.clip(basis(Y, X) @ coef, float(g.min()), ceiling).astype(np.float32)
 
 
-def _otsu(v: np.ndarray) -> float:
-    """Otsu's threshold of the values ``v``; for no values, or all equal, their maximum (nothing above)."""
-    if v.size == 0:
-        return 0.0
-    top = float(v.max())
-    if top <= float(v.min()):
-        return top
-    hist, edges = np.histogram(v, bins=256, range=(0, top))
-    p = hist / hist.sum()
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(p)
-    m = np.cumsum(p * centres)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (m[-1] * w0 - m) ** 2 / (w0 * (1 - w0))
-    if not np.isfinite(between).any():
-        return top
-    return float(centres[int(np.nanargmax(np.where(np.isfinite(between), between, -1.0)))])
-
-
-def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)² window (edges replicated), by cumulative sums along each axis."""
-    for axis in (0, 1):
-        p = np.pad(a, [(r + 1, r) if ax == axis else (0, 0) for ax in (0, 1)], mode="edge")
-        c = np.cumsum(p, axis=axis, dtype=np.float64)
-        n = a.shape[axis]
-        a = (
-            np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
-            - np.take(c, np.arange(0, n), axis=axis)
-        ) / (2 * r + 1)
-    return a.astype(np.float32)
-
-
 def _noise(v: np.ndarray) -> float:
     """Robust noise sigma of a background-subtracted image (median absolute deviation, before clipping)."""
     return 1.4826 * float(np.median(np.abs(v - np.median(v))))
 
 
-def _ink(v: np.ndarray, name: str) -> np.ndarray:
+def _ink(
+    v: np.ndarray, name: str, inside: np.ndarray | None = None, place: str = "", least: float = 12.0
+) -> np.ndarray:
     """Background-free image → ink in 0..255: noise below 4 sigma zeroed, the ink level stretched to 255.
 
     Noisy pictures (noise above 3 % of the ink's level) are smoothed first, with two box blurs about 1 %
-    of the picture's size wide: strokes are much wider than that, grain is not.
+    of the picture's size wide: strokes are much wider than that, grain is not. The noise is measured
+    on the ``inside`` pixels only (all when None); ``place`` names where ink was looked for in errors;
+    the ink level must reach at least ``least``.
     """
-    sigma = _noise(v)
+
+    def noise(a: np.ndarray) -> float:
+        return _noise(a if inside is None else a[inside])
+
+    sigma = noise(v)
     if float(v.max()) <= 0:
-        raise ImageError(f"{name}: no ink found (the image is blank)")
+        raise ImageError(f"{name}: no ink found{place} (the image is blank)")
     if sigma > 0 and max(v.shape) >= 64:
         level = _ink_level(np.maximum(v, 0))
         if sigma > 0.03 * level:
             r = max(1, round(0.005 * max(v.shape)))
             v = _box_blur(_box_blur(v, r), r)
-            sigma = _noise(v)
+            sigma = noise(v)
     v = np.maximum(v, 0)
     hi = _ink_level(v)
     lo = 4 * sigma
-    if hi < max(6 * sigma, 12.0) or hi <= lo:
-        raise ImageError(f"{name}: no ink found (nothing stands out from the background)")
+    if hi < max(6 * sigma, least) or hi <= lo:
+        raise ImageError(f"{name}: no ink found{place} (nothing stands out from the background)")
     ink = np.clip((v - lo) * np.float32(255 / (hi - lo)), 0, 255)
     ink[v < max(lo, 0.5)] = 0  # a dead zone for the last fraction of a grey level the fit leaves
     return ink.astype(np.float32)
@@ -367,46 +625,6 @@ def _ink_level(v: np.ndarray) -> float:
     """The ink's typical brightness: the 90th percentile of the pixels above Otsu's threshold."""
     above = v[v > _otsu(v)]
     return float(np.percentile(above, 90)) if above.size else float(v.max())
-
-
-def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected component labels (0 = background) by a union-find over the runs of each row."""
-    h, w = mask.shape
-    padded = np.zeros((h, w + 2), np.int8)
-    padded[:, 1:-1] = mask
-    d = np.diff(padded, axis=1)
-    rows, starts = np.nonzero(d == 1)
-    _, ends = np.nonzero(d == -1)  # exclusive; same row order as starts
-    n = len(starts)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    row_first = np.searchsorted(rows, np.arange(h + 1))
-    for r in range(1, h):
-        a0, a1 = row_first[r - 1], row_first[r]
-        b1 = row_first[r + 1]
-        j = a0
-        for i in range(a1, b1):
-            s, e = starts[i], ends[i]
-            while j < a1 and ends[j] < s:  # runs above ending before this one can touch it diagonally
-                j += 1
-            k = j
-            while k < a1 and starts[k] <= e:
-                ri, rk = find(i), find(k)
-                if ri != rk:
-                    parent[max(ri, rk)] = min(ri, rk)
-                k += 1
-    roots = np.array([find(i) for i in range(n)], dtype=np.int64)
-    uniq, lab = np.unique(roots, return_inverse=True)
-    labels = np.zeros((h, w), np.int32)
-    for i in range(n):
-        labels[rows[i], starts[i] : ends[i]] = lab[i] + 1
-    return labels, len(uniq)
 
 
 def _drop_specks(ink: np.ndarray) -> np.ndarray:
@@ -532,6 +750,67 @@ def _centre(digit: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+# --- showing the steps ----------------------------------------------------------------------------------
+
+
+def strip(t: Trace, height: int = 200) -> Image.Image:
+    """One RGB picture of the steps, left to right: the photo with the sheet's outline (red; none found:
+    the whole picture was read), the straightened crop with the digit's box (green), the 28×28 digit.
+
+    For a person to see where a prediction went wrong; :func:`preprocess_strip` makes it from a file.
+    """
+    pad, title = 8, 22
+    font = _font(14)
+    photo = Image.fromarray(t.photo).convert("RGB")
+    f = height / photo.size[1]
+    shown = photo.resize((max(1, round(photo.size[0] * f)), height), Image.Resampling.BOX)
+    draw = ImageDraw.Draw(shown)
+    if t.sheet is not None:
+        corners = [(float(x) * f, float(y) * f) for x, y in t.sheet.outline]
+        draw.line([*corners, corners[0]], fill=(230, 30, 30), width=3)
+    s = np.clip(np.rint(t.straightened), 0, 255).astype(np.uint8)
+    if t.inside is not None:  # what was not searched (the sheet's edge band, the desk) in flat grey
+        s = np.where(t.inside, s, np.uint8(150))
+    straight = Image.fromarray(s).convert("RGB")
+    g = height / straight.size[1]
+    straight = straight.resize((max(1, round(straight.size[0] * g)), height), Image.Resampling.BOX)
+    x0, y0, x1, y1 = (v * g for v in t.ink_box)
+    ImageDraw.Draw(straight).rectangle((x0 - 1, y0 - 1, x1, y1), outline=(30, 170, 60), width=2)
+    digit = Image.fromarray(t.digit).convert("RGB").resize((height, height), Image.Resampling.NEAREST)
+    if t.sheet is not None:
+        captions = (
+            "photo, sheet outlined",
+            f"sheet turned back {t.sheet.angle:+.1f}°",
+            "28x28 the model sees",
+        )
+    else:
+        captions = ("photo (no sheet found)", "read as a whole", "28x28 the model sees")
+    panels = [shown, straight, digit]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    slots = [max(p.size[0], round(measure.textlength(c, font=font)) + 6) for p, c in zip(panels, captions)]
+    out = Image.new("RGB", (sum(slots) + pad * (len(panels) + 1), height + title + 2 * pad), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    x = pad
+    for panel, caption, slot in zip(panels, captions, slots, strict=True):
+        out.paste(panel, (x + (slot - panel.size[0]) // 2, title + pad))
+        draw.text((x + slot / 2, pad + 2), caption, fill=(20, 20, 20), font=font, anchor="mt")
+        x += slot + pad
+    return out
+
+
+def preprocess_strip(src: PathOrImage, *, name: str | None = None) -> tuple[np.ndarray, Image.Image]:  # type: ignore[valid-type]
+    """A picture → the ``(28, 28)`` uint8 digit and its :func:`strip` (an RGB Pillow image), in memory."""
+    t = trace(src, name=name)
+    return t.digit, strip(t)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
 # --- predicting files ---------------------------------------------------------------------------------
 
 
@@ -544,21 +823,26 @@ def predict_files(
     """Preprocess and predict each file; one dict per file, with ``error`` instead of a result if it fails.
 
     ``{"path", "label", "probabilities" (10 floats), "top": [[label, p], ...]}`` or ``{"path", "error"}``.
-    With ``save_dir``, the 28×28 digit the model saw is written there as ``<name>.png``.
+    With ``save_dir``, the 28×28 digit the model saw is written there as ``<name>.png``, and the steps
+    (:func:`strip`: photo with the sheet outlined, straightened crop, 28×28) as ``<name>-strip.png``.
     """
     paths = [str(p) for p in paths]
-    digits: list[np.ndarray | None] = []
+    traces: list[Trace | None] = []
     results: list[dict[str, Any]] = []
     for p in paths:
         try:
-            digits.append(preprocess(p))
+            traces.append(trace(p))
             results.append({"path": p})
         except ImageError as e:
-            digits.append(None)
+            traces.append(None)
             results.append({"path": p, "error": str(e)})
         except OSError as e:  # e.g. a name too long for the file system: this file's error, not the run's
-            digits.append(None)
+            traces.append(None)
             results.append({"path": p, "error": os_error_line(e, p, "cannot read")})
+        except MemoryError:  # under a memory limit: this file fails, the others are still read
+            traces.append(None)
+            results.append({"path": p, "error": f"{p}: not enough memory to read it"})
+    digits = [t.digit if t is not None else None for t in traces]
     ok = [i for i, d in enumerate(digits) if d is not None]
     if ok:
         probs = model.probabilities(np.stack([digits[i] for i in ok]))
@@ -570,14 +854,14 @@ def predict_files(
                 top=[[int(k), float(pr[k])] for k in order],
             )
     if save_dir is not None:
-        _save_digits(save_dir, paths, digits, results)
+        _save_digits(save_dir, paths, traces, results)
     return results
 
 
 def _save_digits(
     save_dir: str | os.PathLike[str],
     paths: Sequence[str],
-    digits: Sequence[np.ndarray | None],
+    traces: Sequence[Trace | None],
     results: list[dict[str, Any]],
 ) -> None:
     # A folder or file that cannot be written costs the saved digit, never the predictions: each result
@@ -591,23 +875,27 @@ def _save_digits(
                 r["save_error"] = os_error_line(e, folder, "cannot create")
         return
     used: set[str] = set()
-    for p, d, r in zip(paths, digits, results, strict=True):
-        if d is None:
+    for p, t, r in zip(paths, traces, results, strict=True):
+        if t is None:
             continue
         stem = Path(p).stem or "image"
-        name, k = f"{stem}.png", 1
-        while name in used:
+        base, k = stem, 1
+        while f"{base}.png" in used or f"{base}-strip.png" in used:
             k += 1
-            name = f"{stem}-{k}.png"
-        used.add(name)
-        out = folder / name
-        try:
-            Image.fromarray(d, "L").save(out)
-        except (OSError, ValueError) as e:
-            r["save_error"] = (
-                os_error_line(e, out, "cannot write")
-                if isinstance(e, OSError)
-                else f"cannot write {out}: {e}"
-            )
-            continue
-        r["preprocessed"] = str(out)
+            base = f"{stem}-{k}"
+        used.update((f"{base}.png", f"{base}-strip.png"))
+        out, steps = folder / f"{base}.png", folder / f"{base}-strip.png"
+        for image, where, key in (
+            (Image.fromarray(t.digit, "L"), out, "preprocessed"),
+            (strip(t), steps, "strip"),
+        ):
+            try:
+                image.save(where)
+            except (OSError, ValueError) as e:
+                r["save_error"] = (
+                    os_error_line(e, where, "cannot write")
+                    if isinstance(e, OSError)
+                    else f"cannot write {where}: {e}"
+                )
+                break
+            r[key] = str(where)

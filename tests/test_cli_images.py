@@ -39,7 +39,8 @@ def test_predict_json_with_a_bad_file(tmp_path, mnist, model_path):
         assert next(iter(o["probabilities"])) == str(o["label"])
     assert "empty" in out[3]["error"] and "label" not in out[3]
     assert sum(o["label"] == int(t) for o, t in zip(out, mnist.test_labels[:3], strict=False)) >= 2
-    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["d0.png", "d1.png", "d2.png"]
+    seen = sorted(p.name for p in (tmp_path / "seen").iterdir())
+    assert seen == ["d0-strip.png", "d0.png", "d1-strip.png", "d1.png", "d2-strip.png", "d2.png"]
 
 
 def test_predict_text(tmp_path, mnist, model_path):

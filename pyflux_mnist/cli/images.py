@@ -29,7 +29,8 @@ from .train import check_writable
     "save_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write the 28x28 digit the model saw for each image into this folder.",
+    help="Write the 28x28 digit the model saw for each image into this folder (NAME.png), and the steps "
+    "that made it (NAME-strip.png: the photo with the sheet outlined, the straightened crop, the 28x28).",
 )
 @click.option(
     "--top",
@@ -40,10 +41,11 @@ from .train import check_writable
 )
 @click.pass_context
 def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
-    """Predict the digit in each IMAGE (PNG, JPEG, GIF, BMP, TIFF; photos or drawings).
+    """Predict the digit in each IMAGE (PNG, JPEG, GIF, BMP, TIFF, WebP, PPM; photos or drawings).
 
-    Each picture is made to look like an MNIST digit first: background found and inverted, lighting and
-    paper texture removed, cropped, scaled to 20 px and centred by its centre of mass in 28x28. A file that
+    Each picture is made to look like an MNIST digit first: a sheet of paper lying on a desk is found and
+    turned straight, the background found and inverted, lighting and paper texture removed, cropped,
+    scaled to 20 px and centred by its centre of mass in 28x28. A file that
     cannot be read or has no ink gets its own error; the others are still predicted, and the exit code is 1.
     """
     from ..model import load_model

@@ -113,6 +113,26 @@ def test_predict_a_jpeg_photo(client, mnist):
     assert r.status_code == 200 and r.json()["label"] == mnist.test_labels[1]
 
 
+def test_predict_a_desk_photo_with_its_strip(client, small_model, mnist, tmp_path):
+    """``?strip=1`` adds the picture ``predict --save-preprocessed`` writes: photo, straightened, 28×28."""
+    from desk_photos import desk_photo
+
+    from pyflux_mnist.photo import strip, trace
+
+    path = tmp_path / "desk.jpg"
+    desk_photo(mnist.test_images[1], np.random.default_rng(3), "turned").save(path, quality=90)
+    r = client.post("/api/predict?strip=1", content=path.read_bytes(), headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [s["kind"] for s in body["steps"]] == ["strip", "digit"]
+    t = trace(path)
+    shown = Image.open(io.BytesIO(base64.b64decode(body["steps"][0]["png"].split(",")[1])))
+    assert np.array_equal(np.asarray(shown), np.asarray(strip(t, height=300)))
+    assert body["label"] == int(small_model.predict(t.digit[None])[0])
+    plain = client.post("/api/predict", content=path.read_bytes(), headers={"Content-Type": "image/jpeg"})
+    assert [s["kind"] for s in plain.json()["steps"]] == ["digit"]
+
+
 @pytest.mark.parametrize(
     ("body", "kind", "status", "words"),
     [

@@ -148,17 +148,17 @@ def test_draw_a_seven(page, shots: Path):
 
 
 def test_photo(page, mnist, tmp_path: Path, shots: Path):
-    from renderings import render
+    from desk_photos import desk_photo
 
-    photo = tmp_path / "two-on-paper.jpg"
-    render(mnist.test_images[1], "lighting", np.random.default_rng(3)).convert("RGB").save(photo, quality=90)
+    photo = tmp_path / "two-on-a-desk.jpg"  # MNIST test digit 1, a 2, on a turned sheet on a wooden desk
+    desk_photo(mnist.test_images[1], np.random.default_rng(3), "turned").save(photo, quality=90)
     page.click("#tab-photo")
     page.set_input_files("#photo-file", str(photo))
     page.wait_for_function("!['?', '…'].includes(document.getElementById('photo-answer').textContent)")
     assert page.locator("#photo-answer").text_content() == str(mnist.test_labels[1])
     assert page.locator("#photo-error").text_content() == ""
-    assert page.locator("#photo-steps img").count() >= 1
-    page.screenshot(path=str(shots / "web-photo.png"))
+    page.wait_for_function("document.querySelector('#photo-steps .strip img')?.naturalWidth > 300")
+    page.screenshot(path=str(shots / "web-photo.png"), full_page=True)
 
     blank = tmp_path / "blank.png"
     from PIL import Image

@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from ..errors import ImageError, PyfluxError
 from ..mnist import MnistData, cache_dir, load_mnist
-from ..photo import preprocess
+from ..photo import strip, trace
 from .guard import MAX_BODY, BodyTooLarge, Guard
 from .state import BusyError, Loaded, TrainingJob, file_loaded, training_options
 
@@ -41,6 +41,7 @@ STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/style.css": ("style.css", "text/css; charset=utf-8")}  # fmt: skip
 PICTURES = ("weights", "backquery", "confusion", "loss")
+STRIP_CAPTION = "how it was read: the sheet found (red), straightened, the digit (green box), the 28×28"
 #: Seconds between two looks at a training run by an open event stream.
 EVENT_POLL_S = 0.1
 
@@ -196,7 +197,8 @@ async def predict(request: Request) -> JSONResponse:
     loaded = server.loaded
     t0 = time.perf_counter()
     try:
-        result = await asyncio.to_thread(_predict_bytes, loaded.model, body)
+        strip_wanted = request.query_params.get("strip") == "1"
+        result = await asyncio.to_thread(_predict_bytes, loaded.model, body, strip_wanted)
     except ImageError as e:
         return error(422, str(e))
     result["model_version"] = loaded.version
@@ -204,22 +206,28 @@ async def predict(request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-def _predict_bytes(model: Any, body: bytes) -> dict[str, Any]:
+def _predict_bytes(model: Any, body: bytes, with_strip: bool = False) -> dict[str, Any]:
     """The upload goes through exactly what ``predict FILE`` does: written to a temporary file of the
-    server's naming (deleted at once), then :func:`~pyflux_mnist.photo.preprocess` opens it with the same
-    format and decompression-bomb checks. Error messages name "the upload", never the temporary path."""
+    server's naming (deleted at once), then :func:`~pyflux_mnist.photo.trace` opens it with the same
+    format and decompression-bomb checks. Error messages name "the upload", never the temporary path.
+    ``with_strip``: also the picture of the steps (``predict --save-preprocessed`` writes the same)."""
     with tempfile.NamedTemporaryFile(prefix="pyflux-mnist-upload-", suffix=".img") as f:
         f.write(body)
         f.flush()
         try:
-            digit = preprocess(f.name, name="the upload")  # (28, 28) uint8
+            t = trace(f.name, name="the upload")
         except ImageError as e:
             raise ImageError(str(e).replace(f.name, "the upload")) from None
         with Image.open(f.name) as img:
             size = img.size
-    result = answer(model, digit)
+    result = answer(model, t.digit)  # t.digit: (28, 28) uint8
     result["size"] = list(size)
-    result["steps"] = [{"name": "what the network saw (28×28)", "png": png_data_url(digit)}]
+    steps = []
+    if with_strip:
+        picture = png_data_url(np.asarray(strip(t, height=300)))
+        steps.append({"kind": "strip", "name": STRIP_CAPTION, "png": picture})
+    steps.append({"kind": "digit", "name": "what the network saw (28×28)", "png": png_data_url(t.digit)})
+    result["steps"] = steps
     return result
 
 

@@ -183,7 +183,7 @@ async function upload(file) {
   $("photo-error").textContent = "";
   $("photo-answer").textContent = "…";
   $("photo-steps").replaceChildren();
-  const r = await api("/api/predict", {
+  const r = await api("/api/predict?strip=1", {
     method: "POST",
     headers: { "Content-Type": file.type || "application/octet-stream" },
     body: file,
@@ -194,12 +194,16 @@ async function upload(file) {
     return;
   }
   showAnswer("photo", r.body);
-  for (const step of r.body.steps) {
+  // The strip already ends with the 28×28; without one (a drawing-like picture), the 28×28 alone.
+  const strips = r.body.steps.filter((step) => step.kind === "strip");
+  preview.hidden = strips.length > 0; // the strip starts with the photo itself
+  for (const step of strips.length ? strips : r.body.steps) {
     const fig = document.createElement("figure");
     const img = document.createElement("img");
     img.src = step.png;
     img.alt = step.name;
-    img.width = 112;
+    fig.className = step.kind;
+    if (step.kind === "digit") img.width = 112;
     const cap = document.createElement("figcaption");
     cap.textContent = step.name;
     fig.append(img, cap);

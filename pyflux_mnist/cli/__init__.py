@@ -63,6 +63,7 @@ def _register() -> None:
     from . import doctor as doctor_commands
     from . import images as image_commands
     from . import reproduce as reproduce_commands
+    from . import serve as serve_commands
     from . import train as train_commands
 
     for module in (
@@ -72,6 +73,7 @@ def _register() -> None:
         reproduce_commands,
         bench_commands,
         doctor_commands,
+        serve_commands,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -1,0 +1,374 @@
+"""The JSON API and the page, as a Starlette application (see docs/web.md for every endpoint).
+
+Endpoints are synchronous functions where they compute (Starlette runs those in its thread pool, and
+NumPy and Pillow release the GIL), so a slow picture never blocks a prediction. Every error a user can
+cause is a 4xx ``{"error": "..."}``; anything else is a 500 with the same shape, and the server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import ImageError, PyfluxError
+from ..mnist import MnistData, cache_dir, load_mnist
+from ..photo import strip, trace
+from .guard import MAX_BODY, BodyTooLarge, Guard
+from .state import BusyError, Loaded, TrainingJob, file_loaded, training_options
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+log = logging.getLogger("pyflux_mnist.web")
+
+#: The page's files, read once from the package (no client-supplied path ever reaches the filesystem).
+STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
+          "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+          "/style.css": ("style.css", "text/css; charset=utf-8")}  # fmt: skip
+PICTURES = ("weights", "backquery", "confusion", "loss")
+STRIP_CAPTION = "how it was read: the sheet found (red), straightened, the digit (green box), the 28×28"
+#: Seconds between two looks at a training run by an open event stream.
+EVENT_POLL_S = 0.1
+
+
+def last_model_path() -> Path:
+    """Where ``serve`` keeps the last model it trained (and loads it from when no MODEL is given)."""
+    return cache_dir() / "web" / "last-model.npz"
+
+
+class Server:
+    """The state behind the API: the model in use, its pictures, the training run and the MNIST data."""
+
+    def __init__(self, loaded: Loaded, data: MnistData | None = None, data_dir: str | None = None) -> None:
+        self.loaded = loaded
+        self.job: TrainingJob | None = None
+        self.closing = False
+        self._data, self._data_dir = data, data_dir
+        self._lock = threading.Lock()  # model switch, job start
+        self._data_lock = threading.Lock()
+        self._picture_lock = threading.Lock()
+        self._options: dict[str, Any] | None = None
+
+    def data(self) -> MnistData:
+        with self._data_lock:
+            if self._data is None:
+                self._data = load_mnist(self._data_dir)
+            return self._data
+
+    def options(self) -> dict[str, Any]:
+        if self._options is None:
+            self._options = training_options()
+        return self._options
+
+    def start_training(
+        self, recipe: str, backend: str, seed: int, steps: int | None, epochs: int | None
+    ) -> None:
+        with self._lock:
+            if self.job is not None and self.job.running:
+                s = self.job.snapshot()
+                raise BusyError(
+                    f"busy: a training run ({s['recipe']} on {s['backend']}) is going; "
+                    "wait for it or stop it first"
+                )
+            output = last_model_path()
+            output.parent.mkdir(parents=True, exist_ok=True)
+            job = TrainingJob(recipe, backend, seed, steps, epochs, self._data_dir, output, self._switch)
+            job.start()
+            self.job = job
+
+    def _switch(self, path: Path) -> int:
+        """Called when a run has saved its model: use it from now on."""
+        with self._lock:
+            version = self.loaded.version + 1
+            self.loaded = file_loaded(path, "trained here", version)
+        return version
+
+    def close(self) -> None:
+        self.closing = True
+        if self.job is not None:
+            self.job.kill()
+
+    def picture(self, name: str) -> bytes:
+        loaded = self.loaded
+        with self._picture_lock:  # one rendering at a time: matplotlib and two cores
+            if name not in loaded.pictures:
+                loaded.pictures[name] = self._render(name, loaded)
+        return loaded.pictures[name]
+
+    def _render(self, name: str, loaded: Loaded) -> bytes:
+        """One picture of the model, made as the CLI makes it (``show weights``, ``backquery``,
+        ``evaluate --confusion``, ``train --plot``), into a file of the server's naming."""
+        from .. import pictures
+        from ..backquery import backquery, digit_prior, method_for
+
+        model = loaded.model
+        with tempfile.TemporaryDirectory(prefix="pyflux-mnist-web-") as tmp:
+            out = Path(tmp, f"{name}.png")  # the server's own name, never the client's
+            if name == "weights":
+                pictures.weights_png(model, out, max_units=36)
+            elif name == "backquery":
+                method = method_for(model.spec)
+                prior = digit_prior(self.data().train_images) if method == "prior" else None
+                images, method = backquery(model, method, prior=prior)
+                readers = [("self", model.probabilities(images))]
+                pictures.backquery_png(images, out, method, model=model, readers=readers)
+            elif name == "confusion":
+                data = self.data()
+                pictures.confusion_png(data.test_labels, model.predict(data.test_images), out, model=model)
+            elif loaded.losses is None:
+                raise HTTPException(404, "this model file holds no loss curve (train one here to see it)")
+            else:
+                pictures.loss_curve_png(loaded.losses, out, loaded.epoch_steps, model=model)
+            return out.read_bytes()
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request) -> bytes:
+    try:
+        return await request.body()
+    except BodyTooLarge:
+        raise HTTPException(
+            413, f"the upload is larger than the limit of {MAX_BODY // (1024 * 1024)} MB"
+        ) from None
+
+
+def png_data_url(a: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def answer(model: Model, digit: np.ndarray) -> dict[str, Any]:
+    probs = model.probabilities(digit[None])[0]  # (10,)
+    order = np.argsort(-probs, kind="stable")
+    return {
+        "label": int(order[0]),
+        "probabilities": [round(float(p), 5) for p in probs],
+        "top": [[int(k), round(float(probs[k]), 5)] for k in order[:3]],
+    }
+
+
+# --- endpoints ----------------------------------------------------------------------------------------
+
+
+def page(request: Request) -> Response:
+    name, media = STATIC[request.url.path]
+    body = request.app.state.static[name]
+    return Response(body, media_type=media, headers={"Cache-Control": "no-cache"})
+
+
+def get_model(request: Request) -> JSONResponse:
+    server: Server = request.app.state.server
+    return JSONResponse(server.loaded.card())
+
+
+async def predict(request: Request) -> JSONResponse:
+    """``POST /api/predict``: an image as the body → the answer and what the network saw."""
+    server: Server = request.app.state.server
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not kind.startswith("image/") and kind != "application/octet-stream":
+        return error(
+            415, f"send the image itself as the body (Content-Type image/...), not {kind or 'nothing'}"
+        )
+    body = await read_body(request)
+    if not body:
+        return error(400, "the body is empty: send a PNG or JPEG")
+    loaded = server.loaded
+    t0 = time.perf_counter()
+    try:
+        strip_wanted = request.query_params.get("strip") == "1"
+        result = await asyncio.to_thread(_predict_bytes, loaded.model, body, strip_wanted)
+    except ImageError as e:
+        return error(422, str(e))
+    result["model_version"] = loaded.version
+    result["ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return JSONResponse(result)
+
+
+def _predict_bytes(model: Model, body: bytes, with_strip: bool = False) -> dict[str, Any]:
+    """The upload goes through exactly what ``predict FILE`` does: written to a temporary file of the
+    server's naming (deleted at once), then :func:`~pyflux_mnist.photo.trace` opens it with the same
+    format and decompression-bomb checks. Error messages name "the upload", never the temporary path.
+    ``with_strip``: also the picture of the steps (``predict --save-preprocessed`` writes the same)."""
+    with tempfile.NamedTemporaryFile(prefix="pyflux-mnist-upload-", suffix=".img") as f:
+        f.write(body)
+        f.flush()
+        try:
+            t = trace(f.name, name="the upload")
+        except ImageError as e:
+            raise ImageError(str(e).replace(f.name, "the upload")) from None
+        with Image.open(f.name) as img:
+            size = img.size
+    result = answer(model, t.digit)  # t.digit: (28, 28) uint8
+    result["size"] = list(size)
+    steps = []
+    if with_strip:
+        picture = png_data_url(np.asarray(strip(t, height=300)))
+        steps.append({"kind": "strip", "name": STRIP_CAPTION, "png": picture})
+    steps.append({"kind": "digit", "name": "what the network saw (28×28)", "png": png_data_url(t.digit)})
+    result["steps"] = steps
+    return result
+
+
+def picture(request: Request) -> Response:
+    """``GET /api/pictures/{name}.png``: weights, backquery, confusion or loss of the model in use."""
+    name = request.path_params["name"]
+    if name not in PICTURES:
+        return error(404, f"no picture {name!r}; there are: {', '.join(PICTURES)}")
+    server: Server = request.app.state.server
+    return Response(server.picture(name), media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+
+def options(request: Request) -> JSONResponse:
+    server: Server = request.app.state.server
+    return JSONResponse(server.options())
+
+
+async def start_training(request: Request) -> JSONResponse:
+    """``POST /api/train`` with JSON ``{"recipe", "backend", "steps"?, "epochs"?, "seed"?}``."""
+    server: Server = request.app.state.server
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        return error(415, "send JSON (Content-Type application/json)")
+    try:
+        spec = json.loads(await read_body(request))
+    except (ValueError, UnicodeDecodeError) as e:
+        return error(400, f"the body is not valid JSON ({e})")
+    if not isinstance(spec, dict):
+        return error(400, 'send a JSON object: {"recipe": ..., "backend": ...}')
+    unknown = set(spec) - {"recipe", "backend", "steps", "epochs", "seed"}
+    if unknown:
+        return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    recipe, backend = spec.get("recipe", "flux-tutorial"), spec.get("backend", "numpy")
+    if not isinstance(recipe, str) or not isinstance(backend, str):
+        return error(400, "recipe and backend must be names (strings)")
+    numbers = {k: spec.get(k) for k in ("steps", "epochs", "seed")}
+    for k, v in numbers.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            return error(400, f"{k} must be a whole number, got {v!r}")
+    status = next((r for r in server.options()["recipes"] if r["name"] == recipe), None)
+    if status is None:
+        names = ", ".join(r["name"] for r in server.options()["recipes"])
+        return error(400, f"unknown recipe {recipe!r}; choose one of: {names}")
+    reason = next((b["reason"] for b in status["backends"] if b["name"] == backend), "unknown backend")
+    if reason is not None:
+        return error(400, f"backend {backend!r} cannot train {recipe!r} here: {reason}")
+    try:
+        server.start_training(recipe, backend, numbers["seed"] or 0, numbers["steps"], numbers["epochs"])
+    except BusyError as e:
+        return error(409, str(e))
+    except PyfluxError as e:
+        return error(400, str(e))
+    return JSONResponse(server.job.snapshot() if server.job else {}, status_code=202)
+
+
+def stop_training(request: Request) -> JSONResponse:
+    server: Server = request.app.state.server
+    job = server.job
+    if job is None or not job.running:
+        return error(409, "no training run is going")
+    job.stop()
+    return JSONResponse({"stopping": True})
+
+
+def training_state(request: Request) -> JSONResponse:
+    server: Server = request.app.state.server
+    if server.job is None:
+        return JSONResponse({"state": "idle"})
+    return JSONResponse(server.job.snapshot())
+
+
+async def training_events(request: Request) -> Response:
+    """``GET /api/train/events``: Server-Sent Events, one ``progress`` event per change, then ``end``."""
+    server: Server = request.app.state.server
+    job = server.job
+    if job is None:
+        return error(404, "no training run has been started")
+
+    async def events() -> AsyncIterator[str]:
+        since, last = 0, None
+        while not server.closing:
+            snap = job.snapshot(since)
+            since = snap["next"]
+            if snap["points"] or snap["state"] != last:
+                yield f"event: progress\ndata: {json.dumps(snap)}\n\n"
+                last = snap["state"]
+            if not job.running:
+                yield f"event: end\ndata: {json.dumps(snap)}\n\n"
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(EVENT_POLL_S)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+# --- errors -------------------------------------------------------------------------------------------
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, str(exc.detail))
+
+
+async def user_error(request: Request, exc: Exception) -> JSONResponse:
+    return error(400, str(exc))
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error(500, f"internal error: {type(exc).__name__} (the server goes on; see its log)")
+
+
+def create_app(server: Server, hosts: frozenset[str]) -> Callable[..., Any]:
+    """The ASGI application: the routes inside the :class:`~pyflux_mnist.web.guard.Guard`."""
+    routes = [
+        *(Route(path, page) for path in STATIC),
+        Route("/api/model", get_model),
+        Route("/api/predict", predict, methods=["POST"]),
+        Route("/api/pictures/{name}.png", picture),
+        Route("/api/train/options", options),
+        Route("/api/train", training_state, methods=["GET"]),
+        Route("/api/train", start_training, methods=["POST"]),
+        Route("/api/train/stop", stop_training, methods=["POST"]),
+        Route("/api/train/events", training_events),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, PyfluxError: user_error, Exception: internal_error},
+    )
+    folder = resources.files("pyflux_mnist.web") / "static"
+    app.state.static = {name: (folder / name).read_bytes() for name, _ in STATIC.values()}
+    app.state.server = server
+    return Guard(app, hosts)
+
+
+__all__ = ["Server", "create_app", "file_loaded", "last_model_path"]

@@ -1,0 +1,232 @@
+"""What the server holds between requests: the model in use, its pictures, and at most one training run.
+
+Everything here is plain threads, locks and one child process, independent of the web framework. The
+training run is a child process running :func:`pyflux_mnist.training.train` (see
+:mod:`~pyflux_mnist.web.train_worker`); a thread reads its progress, and requests only read snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends import backend_status
+from ..errors import PyfluxError
+from ..model import Model, load_model
+from ..recipes import RECIPES
+from ..training import TrainResult, check_seed, resolve_recipe
+
+
+class BusyError(PyfluxError):
+    """A training run is already going (the API answers 409)."""
+
+
+@dataclass
+class Loaded:
+    """A model in use, with what the page shows about it."""
+
+    model: Model
+    version: int  # bumps at every switch, so the page can tell a new model from the old one
+    source: str  # "file", "trained here", "last trained here"
+    trained_at: str  # ISO time, or "" when unknown
+    losses: np.ndarray | None = None  # (steps,) when this server trained it (a model file has none)
+    epoch_steps: int | None = None
+    pictures: dict[str, bytes] = field(default_factory=dict)  # name -> PNG, made on first request
+
+    def card(self) -> dict[str, Any]:
+        """The model's card: recipe, backend, accuracies, size, when it was trained."""
+        m, r = self.model, self.model.recipe
+        return {
+            "version": self.version,
+            "recipe": r.name,
+            "sizes": list(m.spec.sizes),
+            "activations": list(m.spec.activations),
+            "parameters": int(sum(p.size for p in m.params)),
+            "backend": m.meta.get("backend"),
+            "steps": m.meta.get("steps"),
+            "seed": m.meta.get("seed"),
+            "train_accuracy": m.meta.get("train_accuracy"),
+            "test_accuracy": m.meta.get("test_accuracy"),
+            "final_loss": m.meta.get("final_loss"),
+            "trained_at": self.trained_at,
+            "source": self.source,
+            "has_losses": self.losses is not None,
+        }
+
+
+def file_loaded(path: Path, source: str = "file", version: int = 1) -> Loaded:
+    """A model file, with its modification time as 'when trained' and losses from a sidecar if present."""
+    model = load_model(path)
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    losses, epoch_steps = None, None
+    sidecar = losses_path(path)
+    if sidecar.exists():
+        try:
+            with np.load(sidecar, allow_pickle=False) as npz:
+                losses = np.asarray(npz["losses"], np.float64)
+                epoch_steps = int(npz["epoch_steps"]) or None
+        except (OSError, KeyError, ValueError):  # a damaged sidecar only costs the loss curve
+            losses, epoch_steps = None, None
+    return Loaded(model, version, source, stamp, losses, epoch_steps)
+
+
+def losses_path(model_path: Path) -> Path:
+    """Where the server keeps the loss curve of a model it trained (model files hold no curve)."""
+    return model_path.with_suffix(".losses.npz")
+
+
+def save_trained(result: TrainResult, path: Path) -> None:
+    """Save a model the server trained, with its loss curve beside it, atomically."""
+    from ..atomic import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.model.save(path)
+    with atomic_write(losses_path(path)) as f:
+        np.savez(f, losses=result.losses, epoch_steps=np.int64(result.epoch_steps or 0))
+
+
+def training_options() -> dict[str, Any]:
+    """Recipes, and for each the backends with ``None`` or the reason it cannot run it here."""
+    recipes = []
+    for name, r in RECIPES.items():
+        status = backend_status(r)
+        recipes.append(
+            {
+                "name": name,
+                "sizes": list(r.model.sizes),
+                "steps": r.steps,
+                "epochs": r.epochs,
+                "backends": [{"name": b, "reason": reason} for b, reason in status.items()],
+            }
+        )
+    return {"recipes": recipes}
+
+
+class TrainingJob:
+    """One training run in a child process (see :mod:`~pyflux_mnist.web.train_worker`), followed by a
+    thread that reads its progress; :meth:`snapshot` is what the page is told about it."""
+
+    def __init__(
+        self,
+        recipe: str,
+        backend: str,
+        seed: int,
+        steps: int | None,
+        epochs: int | None,
+        data_dir: str | None,
+        output: Path,
+        on_done: Callable[[Path], int],
+    ) -> None:
+        resolve_recipe(recipe, steps=steps, epochs=epochs)  # bad values fail here, as a 400
+        check_seed(seed)
+        self.recipe_name, self.backend, self.seed = recipe, backend, seed
+        self.spec = {
+            "recipe": recipe, "backend": backend, "seed": seed, "steps": steps, "epochs": epochs,
+            "data_dir": data_dir, "output": str(output),
+        }  # fmt: skip
+        self.output = output
+        self._on_done = on_done
+        self._lock = threading.Lock()
+        self._steps: list[int] = []
+        self._losses: list[float] = []
+        self.total = 0
+        self.state = "starting"  # starting, running, done, stopped, failed
+        self.message = ""
+        self.model_version: int | None = None
+        self.started = time.time()
+        self.process: subprocess.Popen[str] | None = None
+        self.thread = threading.Thread(target=self._follow, name="pyflux-mnist-train", daemon=True)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pyflux_mnist.web.train_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(self.spec))
+        self.process.stdin.close()
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ctrl-C for the run: it stops at the next step boundary, as ``train`` does in a terminal."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+
+    def _follow(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        last: dict[str, Any] = {}
+        for line in self.process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "progress":
+                with self._lock:
+                    self.state, self.total = "running", int(event["total"])
+                    self._steps.append(int(event["step"]))
+                    self._losses.append(float(event["loss"]))
+            else:
+                last = event
+        stderr = self.process.stderr.read() if self.process.stderr else ""
+        code = self.process.wait()
+        kind = last.get("event")
+        if kind == "done":
+            try:
+                version = self._on_done(self.output)
+            except PyfluxError as e:
+                self._finish("failed", f"the trained model cannot be loaded: {e}")
+                return
+            with self._lock:
+                self.model_version = version
+            self._finish("done", f"test accuracy {last['test_accuracy']:.4f}; now using this model")
+        elif kind == "stopped":
+            step = self._steps[-1] if self._steps else 0
+            self._finish("stopped", f"stopped after step {step}; the model in use is unchanged")
+        elif kind == "error":
+            self._finish("failed", str(last.get("message")))
+        else:
+            tail = stderr.strip().splitlines()[-1:] or ["no message"]
+            self._finish("failed", f"the training process ended without a result (exit {code}): {tail[0]}")
+
+    def _finish(self, state: str, message: str) -> None:
+        with self._lock:
+            self.state, self.message = state, message
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("starting", "running")
+
+    def snapshot(self, since: int = 0) -> dict[str, Any]:
+        """The job's state and the (step, loss) points from index ``since`` on."""
+        with self._lock:
+            points = [[s, loss] for s, loss in zip(self._steps[since:], self._losses[since:], strict=True)]
+            return {
+                "state": self.state,
+                "recipe": self.recipe_name,
+                "backend": self.backend,
+                "step": self._steps[-1] if self._steps else 0,
+                "total": self.total,
+                "loss": self._losses[-1] if self._losses else None,
+                "points": points,
+                "next": since + len(points),
+                "message": self.message,
+                "model_version": self.model_version,
+                "seconds": round(time.time() - self.started, 1),
+            }

@@ -4,14 +4,13 @@ The public API: :func:`train`, :func:`load_model`, :class:`Model`, the recipes, 
 Importing the package loads neither torch nor Julia; backends are imported when first used.
 """
 
-__version__ = "0.1.0"
-
 from .errors import PyfluxError
 from .mnist import load_mnist
 from .model import Model, load_model
 from .recipes import RECIPES, get_recipe
 from .spec import Recipe
 from .training import TrainResult, train
+from .version import __version__
 
 __all__ = [
     "RECIPES",

@@ -25,30 +25,35 @@ Three methods:
   favour, not an exact pre-image.
 
 Gradients are backpropagation through the NumPy reference network
-(:func:`pyflux_mnist.backends.numpy_backend.forward` and ``activation_grad``). All methods return
+(:func:`pyflux_mnist.backends.numpy_maths.forward` and ``activation_grad``). All methods return
 ``(10, 28, 28)`` float32 images in 0..1 with ink bright, as MNIST.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends.numpy_backend import activation_grad, forward
+from .backends.numpy_maths import activation_grad, forward
 from .errors import PyfluxError
+from .spec import PIXEL_SCALE
+
+if TYPE_CHECKING:
+    from .model import Model
+    from .spec import ModelSpec
 
 METHODS = ("auto", "prior", "optimise", "rashid")
 
 
-def method_for(spec: Any) -> str:
+def method_for(spec: ModelSpec) -> str:
     """``rashid`` when every layer is a sigmoid (then each has an inverse), else ``prior``."""
     return "rashid" if all(a == "sigmoid" for a in spec.activations) else "prior"
 
 
 def backquery(
-    model: Any, method: str = "auto", prior: DigitPrior | None = None, **options: Any
+    model: Model, method: str = "auto", prior: DigitPrior | None = None, **options: Any
 ) -> tuple[np.ndarray, str]:
     """``(10, 28, 28)`` images in 0..1 and the method used; ``options`` go to the method.
 
@@ -80,7 +85,7 @@ def _logit(y: np.ndarray) -> np.ndarray:
     return np.log(y / (1 - y))
 
 
-def rashid_backquery(model: Any, on: float = 0.99, off: float = 0.01) -> np.ndarray:
+def rashid_backquery(model: Model, on: float = 0.99, off: float = 0.01) -> np.ndarray:
     """Rashid's back-query through a network of sigmoid layers."""
     spec = model.spec
     if method_for(spec) != "rashid":
@@ -98,13 +103,13 @@ def rashid_backquery(model: Any, on: float = 0.99, off: float = 0.01) -> np.ndar
     return ((a - 0.01) / 0.98).T.reshape(10, 28, 28).astype(np.float32)
 
 
-def _input_scale(model: Any) -> tuple[float, float]:
+def _input_scale(model: Model) -> tuple[float, float]:
     """Pixel value p in 0..1 → network input ``p * k + c`` for the recipe's scaling."""
-    scale = model.recipe.data.scale
-    return {"unit": (1.0, 0.0), "raw": (255.0, 0.0), "rashid": (0.99, 0.01)}[scale]
+    k, c = PIXEL_SCALE[model.recipe.data.scale]  # of a value 0..255
+    return k * 255, c
 
 
-def class_scores(model: Any, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def class_scores(model: Model, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Log-softmax of the last pre-activation for ``(784, N)`` pixels in 0..1, and its gradient for
     column k's class k (N = 10: one image per digit)."""
     spec, params = model.spec, model.params
@@ -134,7 +139,7 @@ def _blur(x: np.ndarray) -> np.ndarray:
 
 
 def optimise_inputs(
-    model: Any,
+    model: Model,
     steps: int = 300,
     lr: float = 0.02,
     l2: float = 0.5,
@@ -187,7 +192,7 @@ def digit_prior(images: np.ndarray, components: int = 100, n: int = 10000) -> Di
 
 
 def prior_inputs(
-    model: Any,
+    model: Model,
     prior: DigitPrior,
     steps: int = 300,
     lr: float = 0.05,

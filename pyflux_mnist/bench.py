@@ -34,20 +34,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .backends import backend_status, check_name
+from . import settings
+from .backends import REFERENCE, backend_names, backend_status, check_name, library_versions
+from .bench_worker import SGEMM_N
 from .errors import SpecError
+from .prepare import steps_per_epoch
 from .spec import Recipe
 
-DEFAULT_BACKENDS = ("numpy", "flux", "torch")
+#: Every registered backend, in the registry's order.
+DEFAULT_BACKENDS = tuple(backend_names())
 DEFAULT_REPEAT = 5
 #: Pause between two timed runs, so one process's spinning BLAS/OpenMP threads are asleep before the next.
 SETTLE_S = 0.2
 #: Seconds a worker gets to exit after SIGTERM before it is killed.
 STOP_WAIT_S = 1.0
-#: Environment variables that set thread counts; each worker gets all of them set to ``threads``.
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-#: OpenBLAS settings that change which kernel runs; reported, never changed.
-OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE")
 
 Progress = Callable[[str], None]
 
@@ -60,13 +60,6 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
-
-
-def steps_per_epoch(recipe: Recipe, n_samples: int) -> int | None:
-    """Steps in one pass over the training set (``None`` for full-batch recipes counted in steps)."""
-    if recipe.batch_size == 0:
-        return 1 if recipe.epochs else None
-    return -(-n_samples // recipe.batch_size)
 
 
 def default_steps(recipe: Recipe, n_samples: int) -> int:
@@ -94,28 +87,9 @@ def flops_per_step(recipe: Recipe, batch: int) -> float:
 def bench_recipe(recipe: Recipe, total_steps: int, n_samples: int) -> Recipe:
     """``recipe`` made long enough for ``total_steps``, keeping its batch order (epochs stay epochs)."""
     per_epoch = steps_per_epoch(recipe, n_samples)
-    if recipe.epochs and recipe.batch_size:
+    if recipe.epochs and per_epoch and recipe.batch_size:
         return recipe.replace(epochs=-(-total_steps // per_epoch))
     return recipe.replace(steps=total_steps, epochs=0)
-
-
-def roofline_bound(gflop: float, sgemm_rounds: list[float], per_epoch: int | None) -> dict[str, Any]:
-    """The time per step the matrix products would take at the **best** sgemm rate of the whole run.
-
-    Not each round's own rate, nor the median: under load one round's sgemm fell to half another's (66 →
-    30 GFLOP/s), and the slow round's "bound" then had a backend beat it (0.92 ×)."""
-    sgemm_gflops = max(sgemm_rounds) if sgemm_rounds else math.nan
-    roofline: dict[str, Any] = {
-        "gflop_per_step": gflop,
-        "sgemm_gflops": sgemm_gflops,
-        "sgemm_rate_used": "best of the run",
-        "sgemm_gflops_rounds": sgemm_rounds,
-        "sgemm_size": 2048,
-        "ms_per_step": gflop / sgemm_gflops * 1e3 if sgemm_rounds else math.nan,
-    }
-    if per_epoch:
-        roofline["seconds_per_epoch"] = roofline["ms_per_step"] * per_epoch / 1e3
-    return roofline
 
 
 def machine_info(threads: int) -> dict[str, Any]:
@@ -138,17 +112,11 @@ def machine_info(threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "threads": threads,
-        "openblas_env": {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ},
+        "openblas_env": {s.name: s.get() for s in settings.OPENBLAS_VARS if s.get() is not None},
     }
     with contextlib.suppress(OSError):
         info["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
-    from importlib.metadata import PackageNotFoundError, version
-
-    for dist in ("torch", "juliacall"):
-        try:
-            info[dist] = version(dist)
-        except PackageNotFoundError:
-            info[dist] = None
+    info.update(library_versions())
     return info
 
 
@@ -161,11 +129,11 @@ class WorkerProcess:
     def __init__(self, name: str, config: dict[str, Any], threads: int) -> None:
         self.name = name
         env = dict(os.environ)
-        for var in THREAD_VARS:
-            env[var] = str(threads)
-        env["PYFLUX_MNIST_BLAS_THREADS"] = str(threads)  # the Julia bridge pins both sides to this
-        env["PYFLUX_MNIST_JULIA_THREADS"] = str(threads)
-        env.pop("PYTHON_JULIACALL_THREADS", None)  # the bridge derives it from the line above
+        for var in settings.THREAD_VARS:
+            env[var.name] = str(threads)
+        env[settings.BLAS_THREADS.name] = str(threads)  # the Julia bridge pins both sides to this
+        env[settings.JULIA_THREADS.name] = str(threads)
+        env.pop(settings.JULIACALL_THREADS.name, None)  # the bridge derives it from the line above
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
@@ -291,8 +259,7 @@ def run_bench(
     del data
     steps = default_steps(r, n_samples) if steps is None else steps
     per_epoch = steps_per_epoch(r, n_samples)
-    total = 1 + repeat * steps
-    config_recipe = bench_recipe(r, total, n_samples)
+    config_recipe = bench_recipe(r, 1 + repeat * steps, n_samples)
     batch = r.batch_size or n_samples
 
     result: dict[str, Any] = {
@@ -311,73 +278,22 @@ def run_bench(
             "warmup_steps": 1,
         },
     }
-    status = backend_status(config_recipe)  # also: a backend that cannot express the recipe is unavailable
-    rows: dict[str, dict[str, Any]] = {}
-    workers: dict[str, WorkerProcess] = {}
-    started: list[WorkerProcess] = []  # every process, ended at once if anything (Ctrl-C) interrupts
     base = {"recipe": config_recipe.to_dict(), "seed": seed, "data_dir": data_dir, "offline": offline}
     base["threads"] = threads
     base["verbose"] = verbose
+    rows: dict[str, dict[str, Any]] = {}
+    workers: dict[str, WorkerProcess] = {}
+    started: list[WorkerProcess] = []  # every process, ended at once if anything (Ctrl-C) interrupts
     try:
-        for name in backends:
-            rows[name] = {"backend": name, "status": "ok", "reason": None}
-            if status.get(name) is not None:
-                rows[name].update(status="unavailable", reason=status[name])
-                say(f"{name}: unavailable: {status[name]}")
-                continue
-            say(f"{name}: starting (data, import, init, first step)")
-            worker = WorkerProcess(name, {**base, "backend": name}, threads)
-            started.append(worker)
-            ready = worker.receive()
-            if ready["event"] != "ready":
-                rows[name].update(status=ready["event"], reason=ready.get("reason"))
-                say(f"{name}: {ready['event']}: {ready.get('reason')}")
-                worker.close()
-                continue
-            workers[name] = worker
-            rows[name].update(_ready_fields(ready))
-            rows[name]["_times"] = []
-            say(f"{name}: ready, set-up {rows[name]['setup_seconds']:.2f} s")
+        # A backend that cannot express the recipe is unavailable too.
+        _start_workers(backends, backend_status(config_recipe), base, threads, rows, workers, started, say)
         sgemm = WorkerProcess("sgemm", {**base, "backend": "sgemm"}, threads)
         started.append(sgemm)
-        sg_ready = sgemm.receive()
-        sgemm_rounds: list[float] = []
-        result["machine"]["blas"] = sg_ready.get("threads", {}).get("blas", [])
-
-        for round_no in range(repeat):
-            order = list(workers)
-            if order:
-                k = round_no % len(order)
-                order = order[k:] + order[:k]
-            for name in order:
-                answer = workers[name].ask({"cmd": "run", "steps": steps})
-                if answer["event"] != "ran":
-                    rows[name].update(status="error", reason=answer.get("reason"))
-                    say(f"{name}: error: {answer.get('reason')}")
-                    workers.pop(name).close()
-                    continue
-                rows[name]["_times"].append(answer["seconds"])
-                rows[name]["final_loss"] = answer["last_loss"]
-                time.sleep(SETTLE_S)
-            answer = sgemm.ask({"cmd": "sgemm"})
-            if answer["event"] == "sgemm":
-                sgemm_rounds.append(answer["gflops"])
-            time.sleep(SETTLE_S)
-            say(
-                f"round {round_no + 1}/{repeat}: "
-                + ", ".join(f"{n} {rows[n]['_times'][-1] / steps * 1e3:.2f} ms/step" for n in workers)
-                + (f", sgemm {sgemm_rounds[-1]:.0f} GFLOP/s" if sgemm_rounds else "")
-            )
+        result["machine"]["blas"] = sgemm.receive().get("threads", {}).get("blas", [])
+        sgemm_rounds = _timed_rounds(workers, rows, sgemm, repeat, steps, say)
         sgemm.ask({"cmd": "finish"})
         sgemm.close()
-
-        for name, worker in list(workers.items()):
-            say(f"{name}: evaluating")
-            answer = worker.ask({"cmd": "finish"})
-            if answer["event"] != "finished":
-                rows[name].update(status="error", reason=answer.get("reason"))
-            else:
-                rows[name].update({k: v for k, v in answer.items() if k != "event"})
+        _finish_workers(workers, rows, say)
     except BaseException:
         for worker in started:
             worker.stop()
@@ -385,14 +301,118 @@ def run_bench(
     for worker in workers.values():
         worker.close()
 
-    roofline = roofline_bound(flops_per_step(r, batch) / 1e9, sgemm_rounds, per_epoch)
-    result["roofline"] = roofline
-    numpy_times = rows.get("numpy", {}).get("_times")
-    numpy_ms = [t / steps * 1e3 for t in numpy_times] if numpy_times else None
-    result["results"] = [_finish_row(rows[n], numpy_ms, roofline, steps, batch, per_epoch) for n in backends]
+    result["roofline"] = roofline = roofline_bound(flops_per_step(r, batch) / 1e9, sgemm_rounds, per_epoch)
+    reference_times = rows.get(REFERENCE, {}).get("_times")
+    reference_ms = [t / steps * 1e3 for t in reference_times] if reference_times else None
+    result["results"] = [
+        _finish_row(rows[n], reference_ms, roofline, steps, batch, per_epoch) for n in backends
+    ]
     with contextlib.suppress(OSError):
         result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
+
+
+def _start_workers(
+    backends: list[str],
+    status: dict[str, str | None],
+    base: dict[str, Any],
+    threads: int,
+    rows: dict[str, dict[str, Any]],
+    workers: dict[str, WorkerProcess],
+    started: list[WorkerProcess],
+    say: Progress,
+) -> None:
+    """Start one worker per available backend (data, import, init, first step), one after the other, and
+    fill ``rows`` (every backend), ``workers`` (those ready) and ``started`` (every process)."""
+    for name in backends:
+        rows[name] = {"backend": name, "status": "ok", "reason": None}
+        if status.get(name) is not None:
+            rows[name].update(status="unavailable", reason=status[name])
+            say(f"{name}: unavailable: {status[name]}")
+            continue
+        say(f"{name}: starting (data, import, init, first step)")
+        worker = WorkerProcess(name, {**base, "backend": name}, threads)
+        started.append(worker)
+        ready = worker.receive()
+        if ready["event"] != "ready":
+            rows[name].update(status=ready["event"], reason=ready.get("reason"))
+            say(f"{name}: {ready['event']}: {ready.get('reason')}")
+            worker.close()
+            continue
+        workers[name] = worker
+        rows[name].update(_ready_fields(ready))
+        rows[name]["_times"] = []
+        say(f"{name}: ready, set-up {rows[name]['setup_seconds']:.2f} s")
+
+
+def _timed_rounds(
+    workers: dict[str, WorkerProcess],
+    rows: dict[str, dict[str, Any]],
+    sgemm: WorkerProcess,
+    repeat: int,
+    steps: int,
+    say: Progress,
+) -> list[float]:
+    """``repeat`` rounds: every worker runs ``steps`` steps (in a rotating order), then the sgemm; returns
+    the sgemm GFLOP/s of each round. A worker that fails leaves ``workers`` with its row saying why."""
+    sgemm_rounds: list[float] = []
+    for round_no in range(repeat):
+        order = list(workers)
+        if order:
+            k = round_no % len(order)
+            order = order[k:] + order[:k]
+        for name in order:
+            answer = workers[name].ask({"cmd": "run", "steps": steps})
+            if answer["event"] != "ran":
+                rows[name].update(status="error", reason=answer.get("reason"))
+                say(f"{name}: error: {answer.get('reason')}")
+                workers.pop(name).close()
+                continue
+            rows[name]["_times"].append(answer["seconds"])
+            rows[name]["final_loss"] = answer["last_loss"]
+            time.sleep(SETTLE_S)
+        answer = sgemm.ask({"cmd": "sgemm"})
+        if answer["event"] == "sgemm":
+            sgemm_rounds.append(answer["gflops"])
+        time.sleep(SETTLE_S)
+        say(
+            f"round {round_no + 1}/{repeat}: "
+            + ", ".join(f"{n} {rows[n]['_times'][-1] / steps * 1e3:.2f} ms/step" for n in workers)
+            + (f", sgemm {sgemm_rounds[-1]:.0f} GFLOP/s" if sgemm_rounds else "")
+        )
+    return sgemm_rounds
+
+
+def _finish_workers(
+    workers: dict[str, WorkerProcess], rows: dict[str, dict[str, Any]], say: Progress
+) -> None:
+    """Each worker evaluates its trained network (train and test accuracy) and reports its peak memory."""
+    for name, worker in list(workers.items()):
+        say(f"{name}: evaluating")
+        answer = worker.ask({"cmd": "finish"})
+        if answer["event"] != "finished":
+            rows[name].update(status="error", reason=answer.get("reason"))
+        else:
+            rows[name].update({k: v for k, v in answer.items() if k != "event"})
+
+
+def roofline_bound(gflop: float, sgemm_rounds: list[float], per_epoch: int | None) -> dict[str, Any]:
+    """The time per step the matrix products would take at the **best** sgemm rate of the whole run.
+
+    Not each round's own rate, nor the median: under load one round's sgemm fell to half another's (66 →
+    30 GFLOP/s), and the slow round's "bound" then had a backend beat it (0.92 ×)."""
+    sgemm_gflops = max(sgemm_rounds) if sgemm_rounds else math.nan
+    roofline: dict[str, Any] = {
+        "gflop_per_step": gflop,
+        "sgemm_gflops": sgemm_gflops,
+        "sgemm_rate_used": "best of the run",
+        "sgemm_gflops_rounds": sgemm_rounds,
+        "sgemm_size": SGEMM_N,
+        "ms_per_step": gflop / sgemm_gflops * 1e3 if sgemm_rounds else math.nan,
+    }
+    if per_epoch:
+        roofline["seconds_per_epoch"] = roofline["ms_per_step"] * per_epoch / 1e3
+    return roofline
 
 
 def _ready_fields(ready: dict[str, Any]) -> dict[str, Any]:
@@ -411,7 +431,7 @@ def _ready_fields(ready: dict[str, Any]) -> dict[str, Any]:
 
 def _finish_row(
     row: dict[str, Any],
-    numpy_ms: list[float] | None,
+    reference_ms: list[float] | None,
     roofline: dict[str, Any],
     steps: int,
     batch: int,
@@ -435,8 +455,8 @@ def _finish_row(
         row["seconds_per_epoch"] = median * per_epoch / 1e3
     if roofline["sgemm_gflops_rounds"]:  # against the best sgemm rate of the run (see run_bench)
         row["ratio_to_roofline"] = median / roofline["ms_per_step"]
-    if numpy_ms and len(numpy_ms) == len(per_step):  # round by round again
-        row["ratio_to_numpy"] = statistics.median(t / b for t, b in zip(per_step, numpy_ms, strict=True))
+    if reference_ms and len(reference_ms) == len(per_step):  # round by round again
+        row["ratio_to_numpy"] = statistics.median(t / b for t, b in zip(per_step, reference_ms, strict=True))
     return row
 
 
@@ -498,13 +518,15 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def machine_line(result: dict[str, Any]) -> str:
     m = result["machine"]
-    blas = next((b for b in m.get("blas", []) if b.get("user_api") == "blas"), {})
+    blas: dict[str, Any] = next((b for b in m.get("blas", []) if b.get("user_api") == "blas"), {})
     blas_text = f"{blas.get('internal_api')} {blas.get('version')} ({blas.get('architecture')} kernels)"
     load = m.get("load_average_start")
     return (
         f"{m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} CPUs, {m['threads']} BLAS thread(s); "
-        f"NumPy {m['numpy']} with {blas_text}; torch {m.get('torch') or 'not installed'}; "
-        f"Python {m['python']}" + (f"; load average at start {load[0]}" if load else "")
+        f"NumPy {m['numpy']} with {blas_text}; "
+        + "".join(f"{dist} {m.get(dist) or 'not installed'}; " for dist in library_versions())
+        + f"Python {m['python']}"
+        + (f"; load average at start {load[0]}" if load else "")
     )
 
 

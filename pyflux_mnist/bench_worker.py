@@ -17,9 +17,13 @@ import os
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .blas import thread_pools  # threadpoolctl loads no library itself: the thread variables still apply
+from .errors import first_line
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 #: The square sgemm the roofline row measures (n × n × n, float32): 17 GFLOP, about 0.1 s at peak.
 SGEMM_N = 2048
@@ -43,8 +47,9 @@ def _peak_rss_mb() -> float | None:
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    """An unexpected error, for the report: its type and the first line of its message."""
+    line, kind = first_line(e), type(e).__name__
+    return kind if line == kind else f"{kind}: {line}"
 
 
 class Worker:
@@ -82,9 +87,9 @@ class Worker:
         import numpy as np
 
         from .backends import get_backend
-        from .init import init_params
+        from .init import run_start
         from .mnist import load_mnist
-        from .prepare import prepare, schedule
+        from .prepare import prepare
         from .spec import Recipe
 
         name = self.config["backend"]
@@ -98,12 +103,11 @@ class Worker:
         rss_data = _peak_rss_mb()
 
         backend = get_backend(name)  # BackendUnavailable (a missing package) becomes an "unavailable" row
-        threads = self._import_backend(name, backend, setup)
+        threads = self._import_backend(backend, setup)
         self.backend, self.recipe = backend, recipe
 
-        init_seq, batch_seq = np.random.SeedSequence(int(self.config["seed"])).spawn(2)
-        params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
-        self.batches = iter(schedule(recipe, self.prepared.X_train.shape[1], batch_seq))
+        params, sched = run_start(recipe, self.prepared.X_train.shape[1], int(self.config["seed"]))
+        self.batches = iter(sched)
         t2 = time.perf_counter()
         self.trainer = backend.trainer(recipe, params, self.prepared.X_train, self.prepared.Y_train)
         setup["init"] = time.perf_counter() - t2
@@ -128,43 +132,11 @@ class Worker:
             "threads": threads,
         }
 
-    def _import_backend(self, name: str, backend, setup: dict[str, float]) -> dict[str, Any]:
+    def _import_backend(self, backend: Backend, setup: dict[str, float]) -> dict[str, Any]:
         """Import the backend's library, timed, and pin and report its threads."""
-        import numpy as np  # noqa: F401  (already loaded: data preparation needs it)
-
-        threads: dict[str, Any] = {"requested": self.threads}
-        if name == "torch":
-            t0 = time.perf_counter()
-            import torch
-
-            setup["import"] = time.perf_counter() - t0
-            torch.set_num_threads(self.threads)
-            threads["torch_intra_op"] = torch.get_num_threads()
-            threads["torch_blas"] = _torch_blas(torch)
-        elif name == "flux":
-            import warnings
-
-            from . import julia_bridge as jb
-
-            jb.configure_environment()
-            t0 = time.perf_counter()
-            import juliacall  # noqa: F401  (starts Julia)
-
-            setup["julia_start"] = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            with warnings.catch_warnings():  # we configured juliacall ourselves just above
-                warnings.simplefilter("ignore")
-                julia = jb.load()  # includes PyFluxMNIST.jl: `using Flux`; pins BLAS threads
-            setup["using_flux"] = time.perf_counter() - t1
-            setup["import"] = setup["julia_start"] + setup["using_flux"]
-            threads["julia_blas"] = julia.blas_threads()
-            threads["julia_threads"] = os.environ.get("PYTHON_JULIACALL_THREADS")
-        else:
-            t0 = time.perf_counter()
-            backend.trainer  # noqa: B018  (the module is imported; nothing else to load)
-            setup["import"] = time.perf_counter() - t0
-        threads["blas"] = thread_pools()
-        return threads
+        setup.update(backend.load_library())
+        backend.pin_threads(self.threads)
+        return {"requested": self.threads, **backend.threads(), "blas": thread_pools()}
 
     def run(self, steps: int) -> dict[str, Any]:
         batches = [next(self.batches) for _ in range(steps)]  # drawn before the clock starts
@@ -186,18 +158,6 @@ class Worker:
             "test_accuracy": test_acc,
             "peak_rss_mb": _peak_rss_mb(),
         }
-
-
-def _torch_blas(torch) -> str:
-    """The BLAS torch was built with, from ``torch.__config__.show()`` (e.g. ``mkl`` or ``open``)."""
-    try:
-        for line in torch.__config__.show().splitlines():
-            line = line.strip()
-            if line.startswith("- BLAS_INFO=") or "BLAS_INFO=" in line:
-                return line.split("BLAS_INFO=", 1)[1].split(",")[0].strip()
-    except Exception:  # a report detail must never fail the benchmark
-        pass
-    return "unknown"
 
 
 def main() -> int:

@@ -19,6 +19,8 @@ from .picture_files import NO_MATPLOTLIB, model_details, model_name, save_pictur
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
+    from .model import Model
+
 FONT_PT = 12  # 16.7 px at 100 dpi
 STYLE: dict[RcKeyType, Any] = {
     "font.size": FONT_PT,
@@ -70,7 +72,7 @@ def loss_curve_png(
     path: str | os.PathLike[str],
     epoch_steps: int | None = None,
     title: str = "",
-    model: Any = None,
+    model: Model | None = None,
 ) -> Any:
     """The loss of every step, its running mean when the steps are noisy (minibatches), and the mean loss of
     each epoch (dots). The title names the recipe (``title``, else the model's) and the number of steps.
@@ -138,7 +140,7 @@ def text_color(background: Sequence[float]) -> str:
 
 
 def confusion_png(
-    labels: np.ndarray, pred: np.ndarray, path: str | os.PathLike[str], model: Any = None
+    labels: np.ndarray, pred: np.ndarray, path: str | os.PathLike[str], model: Model | None = None
 ) -> np.ndarray:
     """Write the confusion matrix of ``labels`` and ``pred`` (:func:`confusion_chart`); returns it."""
     m = confusion_matrix(labels, pred)
@@ -146,7 +148,7 @@ def confusion_png(
     return m
 
 
-def confusion_chart(m: np.ndarray, path: str | os.PathLike[str], model: Any = None) -> Any:
+def confusion_chart(m: np.ndarray, path: str | os.PathLike[str], model: Model | None = None) -> Any:
     """The ``(10, 10)`` confusion matrix ``m`` with its count in every non-empty cell, in black or white,
     whichever contrasts more with the cell; returns the matplotlib Figure (written already).
 

@@ -22,15 +22,17 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .backends.base import SLOTS, slot_key
 from .errors import DivergedError, ModelFileError, PyfluxError
 from .model import FORMAT as MODEL_FORMAT
-from .model import entry_name, open_npz, read_array, read_meta, recipe_from_meta, write_npz
+from .model import entry_name, recipe_from_meta
+from .safe_npz import open_npz, read_array, read_meta, write_npz
 from .spec import Recipe
 from .userpaths import escape
 
@@ -38,8 +40,6 @@ FORMAT = "pyflux-mnist-checkpoint"
 FORMAT_VERSION = 1
 #: Steps between checkpoints when ``--checkpoint`` is given without ``--checkpoint-every``.
 DEFAULT_EVERY = 100
-#: The optimiser state slots each optimiser keeps (see :meth:`Trainer.optimizer_state`).
-SLOTS = {"adam": ("m", "v"), "rmsprop": ("acc",), "descent": ()}
 
 
 @dataclass
@@ -55,7 +55,6 @@ class Checkpoint:
     total_steps: int
     data_fingerprint: str
     every: int = 0  # the checkpoint interval the run used
-    extra: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # where it was read from (not stored): named in every error about it
 
     @property
@@ -112,7 +111,6 @@ def save_checkpoint(path: str | os.PathLike[str], ck: Checkpoint) -> Path:
         "total_steps": ck.total_steps,
         "data": ck.data_fingerprint,
         "every": ck.every,
-        **ck.extra,
     }
     return write_npz(path, FORMAT, FORMAT_VERSION, "checkpoint", meta, arrays)
 
@@ -130,7 +128,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if not 0 < steps_done <= total:
             raise ModelFileError(f"{path}: {steps_done} steps done of {total} is not a training position")
         shapes = [s for pair in recipe.model.shapes for s in pair]
-        slots = [f"{s}/{i}" for s in SLOTS[recipe.optimizer.name] for i in range(len(shapes))]
+        slots = [slot_key(s, i) for s in SLOTS[recipe.optimizer.name] for i in range(len(shapes))]
         wanted = (
             {entry_name(i) for i in range(len(shapes))}
             | {_slot_key(k) for k in ["t", *slots]}
@@ -245,9 +243,3 @@ class StopFlag:
         finally:
             for s, handler in self._previous.items():
                 signal.signal(s, handler)
-
-
-def check_every(every: int) -> int:
-    if isinstance(every, bool) or not isinstance(every, int) or not 0 <= every < 2**63:
-        raise PyfluxError(f"the checkpoint interval must be a positive number of steps, got {every!r}")
-    return every

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from .backends import REFERENCE_BACKEND, backend_names, backend_status, get_backend
+from .backends import REFERENCE, backend_names, backend_status, get_backend
 from .backends.base import Backend
 from .errors import PyfluxError, SpecError
-from .init import init_params
+from .init import run_start
 from .mnist import MnistData, data_info, load_mnist
 from .prepare import Prepared, prepare
 from .recipes import FLUX_TUTORIAL
@@ -183,7 +183,7 @@ def compare(name: str, run: Run, ref: Run) -> Row:
     if not rel < LOSS_RTOL:
         problems.append(f"loss curves differ by {rel:.2e} (max relative), limit {LOSS_RTOL:.0e}")
     if wrong:
-        problems.append(f"{wrong} of {n} test predictions differ from {REFERENCE_BACKEND}'s (not near-ties)")
+        problems.append(f"{wrong} of {n} test predictions differ from {REFERENCE}'s (not near-ties)")
     if problems:
         return Row("parity", name, "FAIL", "; ".join(problems), values)
     ties = f" ({int(differ.sum())} near-ties differ)" if differ.any() else ""
@@ -197,14 +197,14 @@ def check_parity(mnist: MnistData, backends: dict[str, Backend], skipped: Sequen
     """Each usable backend against NumPy: same recipe, weights, data and number of steps."""
     recipe = FLUX_TUTORIAL
     data = prepare(First.of(mnist, N_TRAIN, N_TEST), recipe.data)
-    params = init_params(recipe.model, recipe.init, np.random.default_rng(SEED))
-    reference = backends.get(REFERENCE_BACKEND) or get_backend(REFERENCE_BACKEND)
+    params = run_start(recipe, data.X_train.shape[1], SEED).params
+    reference = backends.get(REFERENCE) or get_backend(REFERENCE)
     ref = run_backend(reference, recipe, params, data, STEPS)
     what = f"{STEPS} full-batch Adam steps on {N_TRAIN} digits"
     rows = [
         Row(
             "parity",
-            REFERENCE_BACKEND,
+            REFERENCE,
             "ref",
             f"reference: {what}, loss {ref.losses[0]:.4f} -> {ref.losses[-1]:.4f}",
             {"losses": ref.losses.tolist()},

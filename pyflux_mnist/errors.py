@@ -74,3 +74,12 @@ class TrainingInterrupted(PyfluxError):
 
 class ImageError(PyfluxError):
     """A user image that cannot be read or contains no digit."""
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-blank line of a message: library messages (NumPy's, Julia's) can span lines, a user
+    error is one. An exception with no message gives its type's name."""
+    line = next((s.strip() for s in str(error).splitlines() if s.strip()), "")
+    if not line and isinstance(error, BaseException):
+        return type(error).__name__
+    return line

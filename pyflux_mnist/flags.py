@@ -1,12 +1,11 @@
-"""Yes/no environment variables (``PYFLUX_MNIST_OFFLINE=1``), read one way everywhere.
+"""Yes/no values of environment variables (``PYFLUX_MNIST_OFFLINE=1``), parsed one way everywhere
+(:meth:`pyflux_mnist.settings.Setting.flag` reads them).
 
 The usual spellings are accepted in any case; anything else is refused in one line rather than silently
 read as "no" (``PYFLUX_MNIST_OFFLINE=on`` used to leave the program online).
 """
 
 from __future__ import annotations
-
-import os
 
 from .errors import PyfluxError
 
@@ -24,8 +23,3 @@ def parse_flag(name: str, value: str) -> bool:
     raise PyfluxError(
         f"{name}={value!r} is neither yes nor no; use one of {', '.join(TRUE)} (or {', '.join(FALSE[:-1])})"
     )
-
-
-def env_flag(name: str) -> bool:
-    """The environment variable ``name`` read with :func:`parse_flag` (unset: no)."""
-    return parse_flag(name, os.environ.get(name, ""))

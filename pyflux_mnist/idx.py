@@ -107,7 +107,7 @@ def _parse(f: BinaryIO, name: str) -> tuple[np.ndarray, str, int]:
     return array, sha.hexdigest(), len(head) + len(dims_raw) + expected
 
 
-def _read_exact(f: BinaryIO, n: int) -> bytes:
+def _read_exact(f: BinaryIO, n: int) -> bytearray:
     return _read_at_most(f, n, None)
 
 

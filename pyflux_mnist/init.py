@@ -1,4 +1,5 @@
-"""Initial weights, drawn in NumPy from the recipe's seed so every backend starts from the same numbers.
+"""What a run starts from: initial weights and batch order, drawn in NumPy from one seed, so every backend
+starts from the same numbers and sees the same batches.
 
 (NumPy cannot reproduce Julia's or PyTorch's random streams; injecting the weights is what makes the
 backends comparable step for step.)
@@ -6,9 +7,28 @@ backends comparable step for step.)
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from .spec import InitSpec, ModelSpec
+from .prepare import Schedule, schedule
+from .spec import InitSpec, ModelSpec, Recipe
+
+
+class RunStart(NamedTuple):
+    params: list[np.ndarray]  # [W1, b1, ...] float32, W (out, in)
+    schedule: Schedule  # the batch order
+
+
+def run_start(recipe: Recipe, n_samples: int, seed: int) -> RunStart:
+    """The initial weights and batch schedule of a run of ``recipe`` on ``n_samples`` with ``seed``.
+
+    One seed drives both random streams, kept apart so that changing the batch order never changes the
+    initial weights. Training, the benchmark's workers and the parity tests all start here.
+    """
+    init_seq, batch_seq = np.random.SeedSequence(seed).spawn(2)
+    params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
+    return RunStart(params, schedule(recipe, n_samples, batch_seq))
 
 
 def init_params(spec: ModelSpec, init: InitSpec, rng: np.random.Generator) -> list[np.ndarray]:

@@ -27,9 +27,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import settings
 from .atomic import atomic_write
 from .errors import DataError
-from .flags import env_flag
 from .idx import IdxError, read_idx_hashed
 from .userpaths import escape, file_kind, make_dirs, os_error_line
 
@@ -90,14 +90,14 @@ class MnistData:
 
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/pyflux-mnist``, by default ``~/.cache/pyflux-mnist`` (XDG ignores relative paths)."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
+    base = settings.XDG_CACHE_HOME.get() or ""
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
     return root / "pyflux-mnist"
 
 
 def mirrors() -> list[str]:
     """Base URLs to try in order: ``$PYFLUX_MNIST_MIRRORS`` (comma-separated) or :data:`MIRRORS`."""
-    env = os.environ.get("PYFLUX_MNIST_MIRRORS", "")
+    env = settings.MIRRORS.get() or ""
     urls = [u.strip() for u in env.split(",") if u.strip()]
     return urls or list(MIRRORS)
 
@@ -105,7 +105,7 @@ def mirrors() -> list[str]:
 def _offline(offline: bool | None) -> bool:
     if offline is not None:
         return offline
-    return env_flag("PYFLUX_MNIST_OFFLINE")
+    return settings.OFFLINE.flag()
 
 
 class _Place(NamedTuple):
@@ -129,8 +129,8 @@ def _place(data_dir: str | os.PathLike[str] | None) -> _Place:
     """Pick the directory; an explicit one must exist (never fall back silently to somewhere else)."""
     if data_dir is not None:
         place = _Place(_user_dir(data_dir, "--data-dir"), "argument")
-    elif os.environ.get("PYFLUX_MNIST_DATA"):
-        place = _Place(_user_dir(os.environ["PYFLUX_MNIST_DATA"], "$PYFLUX_MNIST_DATA"), "PYFLUX_MNIST_DATA")
+    elif settings.DATA.raw():
+        place = _Place(_user_dir(settings.DATA.raw() or "", f"${settings.DATA.name}"), settings.DATA.name)
     else:
         return _Place(cache_dir(), "cache")
     how = "--data-dir" if place.origin == "argument" else "$PYFLUX_MNIST_DATA"
@@ -316,7 +316,7 @@ def download_mnist(
     the download fails and it is still empty); a bad file there is reported, not replaced. Nothing is
     fetched when all four are present and verified.
     """
-    if data_dir is None and os.environ.get("PYFLUX_MNIST_DATA"):
+    if data_dir is None and settings.DATA.raw():
         place = _place(None)  # the user's folder: it must exist, as for every other command
     elif data_dir is None:
         place = _Place(cache_dir(), "cache")

@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
@@ -52,6 +52,9 @@ from .raster import erode, max_filter, min_filter
 from .raster import otsu as _otsu
 from .sheet import MIN_SIDE, Sheet, find_sheet, whiteness
 from .userpaths import os_error_line
+
+if TYPE_CHECKING:
+    from .model import Model
 
 #: The only file formats read: raster images. Pillow knows more (EPS, PDF, ...), some of which run
 #: external programs (Ghostscript); a file of another format, whatever its name, is refused.
@@ -210,7 +213,7 @@ class _Picture:
 def _read(src: PathOrImage, name: str | None = None) -> _Picture:  # type: ignore[valid-type]
     """Any picture (file, Pillow image, array) → a :class:`_Picture` at most DETAIL_SIDE."""
     if isinstance(src, np.ndarray):
-        a = np.asarray(src)
+        a: np.ndarray = np.asarray(src)
         if a.ndim == 3 and a.shape[2] in (3, 4) and a.size:
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise ImageError(f"{name or 'array'} contains NaN or Inf")
@@ -410,11 +413,11 @@ def _straighten(pic: _Picture, sheet: Sheet) -> tuple[np.ndarray, np.ndarray]:
     → ``(h, w)`` float32 grey at most WORK_SIDE, and the ``(h, w)`` bool mask of the sheet's inside.
     """
     rgb = pic.rgb
-    grey = pic.grey() if rgb is None else None
-    h, w = (rgb if rgb is not None else grey).shape[:2]
+    pixels = rgb if rgb is not None else pic.grey()
+    h, w = pixels.shape[:2]
     outline = Image.new("L", (w, h), 0)
     ImageDraw.Draw(outline).polygon([(float(x), float(y)) for x, y in sheet.outline], fill=255)
-    src = Image.fromarray(rgb, "RGB") if rgb is not None else Image.fromarray(grey, "F")
+    src = Image.fromarray(pixels, "RGB" if rgb is not None else "F")
     turned = src.rotate(sheet.angle, Image.Resampling.BILINEAR, expand=True)
     mask = np.asarray(outline.rotate(sheet.angle, Image.Resampling.BILINEAR, expand=True)) > 127
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
@@ -462,6 +465,10 @@ def _paper_light(g: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return _box_blur(np.asarray(up, dtype=np.float32)[:h, :w], max(1, b // 2))
 
 
+#: The 3×3 neighbourhood (the cell itself included), row by row.
+_NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+
 def _extend(grid: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Fill the unknown cells of a grid, ring by ring, with the mean of their known 8-neighbours."""
     grid = np.where(known, grid, 0.0).astype(np.float64)
@@ -469,8 +476,8 @@ def _extend(grid: np.ndarray, known: np.ndarray) -> np.ndarray:
     while not known.all():
         p, k = np.pad(grid * known, 1), np.pad(known.astype(np.float64), 1)
         h, w = grid.shape
-        total = sum(p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-        count = sum(k[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        total = cast(np.ndarray, sum(p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in _NEIGHBOURS))
+        count = cast(np.ndarray, sum(k[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in _NEIGHBOURS))
         new = ~known & (count > 0)
         grid[new] = total[new] / count[new]
         known |= new
@@ -815,7 +822,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def predict_files(
-    model: Any,
+    model: Model,
     paths: Iterable[str | os.PathLike[str]],
     top: int = 3,
     save_dir: str | os.PathLike[str] | None = None,
@@ -845,7 +852,7 @@ def predict_files(
     digits = [t.digit if t is not None else None for t in traces]
     ok = [i for i, d in enumerate(digits) if d is not None]
     if ok:
-        probs = model.probabilities(np.stack([digits[i] for i in ok]))
+        probs = model.probabilities(np.stack([d for d in digits if d is not None]))
         for i, pr in zip(ok, probs, strict=True):
             order = np.argsort(-pr, kind="stable")[: max(1, min(top, 10))]
             results[i].update(
@@ -860,7 +867,7 @@ def predict_files(
 
 def _save_digits(
     save_dir: str | os.PathLike[str],
-    paths: Sequence[str],
+    paths: Sequence[str | os.PathLike[str]],
     traces: Sequence[Trace | None],
     results: list[dict[str, Any]],
 ) -> None:

@@ -14,12 +14,15 @@ import importlib.util
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from .atomic import atomic_write
 from .errors import PyfluxError
+
+if TYPE_CHECKING:
+    from .model import Model
 
 #: Suffix → matplotlib's format name; no suffix means PNG. Charts and digit grids take the same ones.
 CHART_FORMATS = {"": "png", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
@@ -115,7 +118,7 @@ def _no_dates(fmt: str) -> dict[str, Any] | None:
 # --- what every title says about the model ------------------------------------------------------------
 
 
-def model_details(model: Any) -> str:
+def model_details(model: Model | None) -> str:
     """``numpy backend · test accuracy 92.27%``: what the model file records beside the recipe."""
     meta = getattr(model, "meta", None) or {}
     parts = []
@@ -126,7 +129,7 @@ def model_details(model: Any) -> str:
     return " · ".join(parts)
 
 
-def model_name(model: Any) -> str:
+def model_name(model: Model | None) -> str:
     """The recipe's name with what was changed in it (``flux-tutorial (hidden 64)``); ``a model`` for an
     object without a recipe."""
     from .recipes import recipe_label
@@ -138,6 +141,6 @@ def model_name(model: Any) -> str:
     return str(recipe.name) if recipe is not None else "a model"
 
 
-def model_summary(model: Any) -> str:
+def model_summary(model: Model | None) -> str:
     """``flux-tutorial · numpy backend · test accuracy 92.27%``."""
     return " · ".join(p for p in (model_name(model), model_details(model)) if p)

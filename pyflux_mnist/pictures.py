@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -20,6 +20,9 @@ from PIL import Image, ImageDraw, ImageFont
 from .charts import confusion_chart, confusion_matrix, confusion_png, loss_curve_png
 from .errors import PyfluxError
 from .picture_files import model_details, model_name, model_summary, picture_format, save_picture
+
+if TYPE_CHECKING:
+    from .model import Model
 
 __all__ = [
     "Grid",
@@ -252,7 +255,7 @@ def errors_png(
     pred: np.ndarray,
     path: str | os.PathLike[str],
     max_n: int = 100,
-    model: Any = None,
+    model: Model | None = None,
 ) -> Grid | None:
     """Misclassified digits (the first ``max_n``), captioned ``true 7`` / ``read 2``; ``None`` (and a
     picture that says so) when there are none."""
@@ -321,7 +324,7 @@ def signed_legend(width: int = 360) -> Image.Image:
     return img
 
 
-def weights_png(model: Any, path: str | os.PathLike[str], max_units: int = 256) -> Grid:
+def weights_png(model: Model, path: str | os.PathLike[str], max_units: int = 256) -> Grid:
     """The first layer's weights of each hidden unit as a 28×28 image (orange +, blue -), with the scale."""
     W1 = np.asarray(model.params[0])
     units = min(len(W1), max_units)
@@ -343,7 +346,7 @@ def backquery_png(
     images: np.ndarray,
     path: str | os.PathLike[str],
     method: str = "",
-    model: Any = None,
+    model: Model | None = None,
     readers: Sequence[tuple[str, np.ndarray]] = (),
 ) -> Grid:
     """Ten back-query images (0..1, ink bright), each captioned with its digit and, for every

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spec import DataSpec, Recipe
+from .spec import PIXEL_SCALE, DataSpec, Recipe
 
 #: Images TensorFlow's read_data_sets held out as validation (the first ones of the training file).
 TF_VALIDATION = 5000
+#: MNIST's training images.
+MNIST_TRAIN = 60000
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,11 @@ def scale_images(images: np.ndarray, scale: str = "unit") -> np.ndarray:
     """uint8-valued images ``(N, 28, 28)`` or ``(N, 784)`` → ``(784, N)`` float32 in the recipe's scale."""
     flat = np.asarray(images).reshape(len(images), 784)
     X = flat.astype(np.float32)  # the one copy
-    if scale == "unit":
-        X *= np.float32(1 / 255)
-    elif scale == "rashid":  # x/255*0.99 + 0.01: no input is exactly zero
-        X *= np.float32(0.99 / 255)
-        X += np.float32(0.01)
+    k, c = PIXEL_SCALE[scale]
+    if k != 1:
+        X *= np.float32(k)
+    if c:
+        X += np.float32(c)
     return X.T
 
 
@@ -117,6 +119,12 @@ def augment_rotate10(images: np.ndarray) -> np.ndarray:
     return out
 
 
+def train_samples(data: DataSpec, n_train: int = MNIST_TRAIN) -> int:
+    """Training samples a recipe's data sees in one epoch, out of ``n_train`` MNIST training images."""
+    n = n_train - TF_VALIDATION if data.train_split == "train-55k" else n_train
+    return 3 * n if data.augment == "rotate10" else n
+
+
 def prepare(mnist, data: DataSpec) -> Prepared:
     """Everything a backend needs from an :class:`~pyflux_mnist.mnist.MnistData`."""
     images, labels = mnist.train_images, mnist.train_labels
@@ -187,11 +195,14 @@ class Schedule:
 
 def schedule(recipe: Recipe, n_samples: int, seed_sequence: np.random.SeedSequence) -> Schedule:
     """The batch schedule of ``recipe`` over ``n_samples`` training samples."""
-    b = recipe.batch_size
-    if recipe.epochs and b:
-        per_epoch = -(-n_samples // b)
-        return Schedule(n_samples, b, per_epoch * recipe.epochs, per_epoch, recipe.sampling, seed_sequence)
-    steps = recipe.epochs if (recipe.epochs and not b) else recipe.steps
-    return Schedule(
-        n_samples, b, steps, 1 if (recipe.epochs and not b) else None, recipe.sampling, seed_sequence
-    )
+    per_epoch = steps_per_epoch(recipe, n_samples) if recipe.epochs else None
+    steps = per_epoch * recipe.epochs if per_epoch else recipe.steps
+    return Schedule(n_samples, recipe.batch_size, steps, per_epoch, recipe.sampling, seed_sequence)
+
+
+def steps_per_epoch(recipe: Recipe, n_samples: int) -> int | None:
+    """Steps in one pass over ``n_samples``: ``ceil(n / batch)`` for minibatches, 1 for a full batch
+    counted in epochs, ``None`` for a full batch counted in steps (it has no epochs)."""
+    if recipe.batch_size:
+        return -(-n_samples // recipe.batch_size)
+    return 1 if recipe.epochs else None

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from .backends import REFERENCE
 from .blas import blas_libraries
 from .errors import DivergedError, SpecError
+from .prepare import steps_per_epoch, train_samples
 from .recipes import RECIPES, get_recipe
 from .spec import Recipe
 
@@ -37,11 +39,8 @@ def total_steps(recipe: Recipe, n_train: int | None = None) -> int:
     """Optimiser steps one run of ``recipe`` takes (the training set's size decides epoch-based ones)."""
     if not recipe.epochs:
         return recipe.steps
-    if n_train is None:
-        n_train = 55000 if recipe.data.train_split == "train-55k" else 60000
-        n_train *= 3 if recipe.data.augment == "rotate10" else 1
-    per_epoch = -(-n_train // recipe.batch_size) if recipe.batch_size else 1
-    return per_epoch * recipe.epochs
+    n = train_samples(recipe.data) if n_train is None else n_train
+    return (steps_per_epoch(recipe, n) or 1) * recipe.epochs
 
 
 def is_cheap(recipe: Recipe) -> bool:
@@ -138,7 +137,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def reproduce(
     names: Sequence[str],
-    backend: str = "numpy",
+    backend: str = REFERENCE,
     seeds: Sequence[int] = (0,),
     data: Any = None,
     *,
@@ -304,12 +303,3 @@ def _result_sentence(row: Row) -> str:
 
 def summary_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
     return [r.to_dict() for r in rows]
-
-
-def rows_from_json(items: Sequence[dict[str, Any]]) -> list[Row]:
-    """Rows back from ``--json`` output, to render the Markdown again without training."""
-    keep = ("recipe", "backend", "published", "seeds", "accuracies", "train_accuracies", "run_seconds")
-    return [
-        Row(**{k: item[k] for k in keep}, status=item.get("status", "ok"), reason=item.get("reason", ""))
-        for item in items
-    ]

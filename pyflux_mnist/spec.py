@@ -31,13 +31,20 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
 LOSSES = ("crossentropy", "logitcrossentropy", "squared_error")
 INITS = ("glorot_uniform", "normal", "truncated_normal", "normal_fan_in")
 OPTIMIZERS = ("adam", "descent", "rmsprop")
-SCALES = ("unit", "raw", "rashid")
+#: Pixel scalings: a pixel's value v in 0..255 becomes ``v * k + c`` with ``(k, c) = PIXEL_SCALE[scale]``
+#: (unit: v/255; raw: 0..255 as floats; rashid: v/255*0.99 + 0.01, so no input is exactly zero).
+PIXEL_SCALE: dict[str, tuple[float, float]] = {
+    "unit": (1 / 255, 0.0),
+    "raw": (1.0, 0.0),
+    "rashid": (0.99 / 255, 0.01),
+}
+SCALES = tuple(PIXEL_SCALE)
 SPLITS = ("train", "train-55k")
 AUGMENTS = ("none", "rotate10")
 SAMPLINGS = ("shuffle", "replacement", "sequential")
 #: How the weights are updated: "backprop" (the gradient of the loss, via the optimiser) or "rashid" (Tariq
 #: Rashid's hand-derived rule: each layer's error is passed back as ``Wᵀ · error`` without the derivative of
-#: the layer above, see :mod:`pyflux_mnist.rashid`).
+#: the layer above, see :mod:`pyflux_mnist.backends.rashid`).
 RULES = ("backprop", "rashid")
 
 #: Upper bound on any layer width we accept, so a hostile spec cannot ask for terabytes.
@@ -218,7 +225,7 @@ class Recipe:
         if not isinstance(d, dict):
             raise SpecError("a recipe must be a JSON object")
         try:
-            parts = {
+            parts: dict[str, Any] = {
                 "model": ModelSpec(**_fields(ModelSpec, d.get("model", {}))),
                 "init": InitSpec(**_fields(InitSpec, d.get("init", {}))),
                 "optimizer": OptimizerSpec(**_fields(OptimizerSpec, d.get("optimizer", {}))),

@@ -11,11 +11,11 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import Backend, get_backend
+from .backends import REFERENCE, Backend, Trainer, get_backend
 from .checkpoint import (
     DEFAULT_EVERY,
     Checkpoint,
@@ -26,11 +26,14 @@ from .checkpoint import (
 )
 from .checkpoint import save_checkpoint as _save_checkpoint
 from .errors import DivergedError, SpecError, TrainingInterrupted
-from .init import init_params
+from .init import run_start
 from .model import Model
-from .prepare import Prepared, prepare, schedule
+from .prepare import Prepared, Schedule, prepare
 from .recipes import get_recipe, recipe_label, recipe_overrides, with_override_notes
 from .spec import Recipe
+
+if TYPE_CHECKING:
+    from .mnist import MnistData
 
 #: A loss this many times the first step's counts as diverged even while it is still finite.
 EXPLODED = 1e4
@@ -51,7 +54,7 @@ class TrainResult:
     test_accuracy: float
     test_predictions: np.ndarray  # (10000,) onecold labels 0..9, computed by the backend
     timings: dict[str, float] = field(default_factory=dict)  # seconds: setup, train, evaluate, total
-    backend: str = "numpy"
+    backend: str = REFERENCE
     seed: int = 0
     epoch_steps: int | None = None  # steps per epoch, when the recipe counts epochs
 
@@ -143,8 +146,8 @@ def check_seed(seed: int) -> int:
 
 def train(
     recipe: str | Recipe = "flux-tutorial",
-    backend: str | Backend = "numpy",
-    data: Any = None,
+    backend: str | Backend = REFERENCE,
+    data: MnistData | None = None,
     seed: int = 0,
     *,
     steps: int | None = None,
@@ -187,71 +190,20 @@ def train(
         from .mnist import load_mnist
 
         data = load_mnist(data_dir, offline=offline, verify=verify)
-    prepared = prepare(data, r.data)
-    n_train = prepared.X_train.shape[1]
-    if r.batch_size > n_train:
-        raise SpecError(f"batch size {r.batch_size} is larger than the {n_train} training samples")
-
-    # One seed drives both random streams, kept apart so changing the batch order never changes the init.
-    init_seq, batch_seq = np.random.SeedSequence(seed).spawn(2)
-    sched = schedule(r, n_train, batch_seq)
-    if sched.total_steps > MAX_STEPS:
-        raise SpecError(f"{sched.total_steps} steps is more than this package runs ({MAX_STEPS})")
-    fingerprint = data_fingerprint(prepared.y_train, prepared.X_train)
-    if ck is not None:
-        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else None)
-        params = ck.params
-    elif initial_params is not None:
-        params = initial_params
-    else:
-        params = init_params(r.model, r.init, np.random.default_rng(init_seq))
+    run = _plan(r, engine, prepare(data, r.data), seed, ck, resume, initial_params)
 
     t0 = time.perf_counter()
-    trainer = engine.trainer(r, params, prepared.X_train, prepared.Y_train)
+    trainer = engine.trainer(r, run.params, run.prepared.X_train, run.prepared.Y_train)
     if ck is not None:
         trainer.load_optimizer_state(ck.optimizer_state)
-    every = (checkpoint_every or DEFAULT_EVERY) if checkpoint is not None else 0
-
-    def save_checkpoint(losses: np.ndarray) -> None:
-        state = Checkpoint(
-            r, trainer.parameters(), trainer.optimizer_state(), losses, seed, engine.name,
-            sched.total_steps, fingerprint, every,
-        )  # fmt: skip
-        _save_checkpoint(checkpoint, state)
-
     t1 = time.perf_counter()
-    stop = StopFlag()
-    with stop.active():
-        losses = run_schedule(
-            trainer,
-            sched,
-            chunk=trainer.chunk_size,
-            on_progress=on_progress,
-            done_losses=None if ck is None else ck.losses,
-            every=every,
-            on_checkpoint=save_checkpoint,
-            stop=lambda: stop.requested,
-        )
-        if len(losses) < sched.total_steps:
-            where = f"{stop.what} after step {len(losses)} of {sched.total_steps}"
-            if checkpoint is None:  # what to do about it is the caller's to say (see TrainingInterrupted)
-                raise TrainingInterrupted(
-                    f"{where}; nothing saved", len(losses), sched.total_steps, exit_code=stop.exit_code
-                )
-            save_checkpoint(losses)
-            raise TrainingInterrupted(
-                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})",
-                len(losses),
-                sched.total_steps,
-                str(checkpoint),
-                exit_code=stop.exit_code,
-            )
+    every = (checkpoint_every or DEFAULT_EVERY) if checkpoint is not None else 0
+    losses = _run(trainer, run, every, checkpoint, on_progress, ck)
     t2 = time.perf_counter()
     final = trainer.parameters()
-    train_acc, test_acc, test_pred = evaluate(engine, r, final, prepared)
+    train_acc, test_acc, test_pred = evaluate(engine, r, final, run.prepared)
     t3 = time.perf_counter()
 
-    seconds = {"setup": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t_start}
     meta = {
         "backend": engine.name,
         "overrides": recipe_overrides(r),
@@ -267,16 +219,103 @@ def train(
         train_accuracy=train_acc,
         test_accuracy=test_acc,
         test_predictions=test_pred,
-        timings=seconds,
+        timings={"setup": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t_start},
         backend=engine.name,
         seed=seed,
-        epoch_steps=sched.steps_per_epoch,
+        epoch_steps=run.schedule.steps_per_epoch,
     )
 
 
+@dataclass
+class _Plan:
+    """One run, decided before any step: its recipe, backend, data, start and batch order."""
+
+    recipe: Recipe
+    backend: str
+    prepared: Prepared
+    seed: int
+    params: list[np.ndarray]  # the starting weights: drawn from the seed, given, or the checkpoint's
+    schedule: Schedule
+    fingerprint: str  # of the training labels, so a checkpoint is only resumed on the same data
+
+
+def _plan(
+    r: Recipe,
+    engine: Backend,
+    prepared: Prepared,
+    seed: int,
+    ck: Checkpoint | None,
+    resume: object,
+    initial_params: list[np.ndarray] | None,
+) -> _Plan:
+    """Check the run is possible (batch size, length, a checkpoint that fits) and fix where it starts."""
+    n_train = prepared.X_train.shape[1]
+    if r.batch_size > n_train:
+        raise SpecError(f"batch size {r.batch_size} is larger than the {n_train} training samples")
+    start = run_start(r, n_train, seed)
+    sched = start.schedule
+    if sched.total_steps > MAX_STEPS:
+        raise SpecError(f"{sched.total_steps} steps is more than this package runs ({MAX_STEPS})")
+    fingerprint = data_fingerprint(prepared.y_train, prepared.X_train)
+    params = start.params if initial_params is None else initial_params
+    if ck is not None:
+        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else None)
+        params = ck.params
+    return _Plan(r, engine.name, prepared, seed, params, sched, fingerprint)
+
+
+def _run(
+    trainer: Trainer,
+    run: _Plan,
+    every: int,
+    checkpoint: str | os.PathLike[str] | None,
+    on_progress: ProgressFn | None,
+    ck: Checkpoint | None,
+) -> np.ndarray:
+    """The steps, under Ctrl-C's stop flag: checkpoints every ``every`` steps and on a stop, which then
+    ends the run with :class:`TrainingInterrupted`."""
+    total = run.schedule.total_steps
+
+    def save_checkpoint(losses: np.ndarray) -> None:
+        assert checkpoint is not None  # only called when there is somewhere to save
+        state = Checkpoint(
+            run.recipe, trainer.parameters(), trainer.optimizer_state(), losses, run.seed, run.backend,
+            total, run.fingerprint, every,
+        )  # fmt: skip
+        _save_checkpoint(checkpoint, state)
+
+    stop = StopFlag()
+    with stop.active():
+        losses = run_schedule(
+            trainer,
+            run.schedule,
+            chunk=trainer.chunk_size,
+            on_progress=on_progress,
+            done_losses=None if ck is None else ck.losses,
+            every=every,
+            on_checkpoint=save_checkpoint,
+            stop=lambda: stop.requested,
+        )
+        if len(losses) < total:
+            where = f"{stop.what} after step {len(losses)} of {total}"
+            if checkpoint is None:  # what to do about it is the caller's to say (see TrainingInterrupted)
+                raise TrainingInterrupted(
+                    f"{where}; nothing saved", len(losses), total, exit_code=stop.exit_code
+                )
+            save_checkpoint(losses)
+            raise TrainingInterrupted(
+                f"{where}; checkpoint saved to {checkpoint} (continue with --resume {checkpoint})",
+                len(losses),
+                total,
+                str(checkpoint),
+                exit_code=stop.exit_code,
+            )
+    return losses
+
+
 def run_schedule(
-    trainer,
-    sched,
+    trainer: Trainer,
+    sched: Schedule,
     chunk: int = 1,
     on_progress: ProgressFn | None = None,
     *,

@@ -22,7 +22,7 @@ def _start_julia_before_torch() -> None:
     any test module is collected. A failure is remembered by the bridge and reported by the Julia tests."""
     if os.environ.get("PYFLUX_MNIST_JULIA") != "1":
         return
-    from pyflux_mnist import julia_bridge
+    from pyflux_mnist.backends import julia_bridge
     from pyflux_mnist.errors import BackendUnavailable
 
     with contextlib.suppress(BackendUnavailable):

@@ -58,7 +58,7 @@ def test_bench_numpy_torch_end_to_end_json(mnist_dir, monkeypatch, tmp_path) -> 
     assert numpy_row["first_loss"] == pytest.approx(torch_row["first_loss"], rel=1e-5)
     assert numpy_row["final_loss"] == pytest.approx(torch_row["final_loss"], rel=1e-4)
     assert out["settings"]["steps"] == 2 and len(numpy_row["ms_per_step_repeats"]) == 2
-    assert torch_row["threads"]["torch_intra_op"] == 1
+    assert torch_row["threads"]["intra-op"] == 1
     assert all(lib["num_threads"] == 1 for lib in numpy_row["threads"]["blas"])
     md = md_path.read_text()
     assert "| numpy | ok |" in md and "| flux | unavailable" in md and "roofline" in md

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyflux_mnist import __version__
+from pyflux_mnist.backends import backend_names
 from pyflux_mnist.cli import cli
 
 
@@ -67,7 +68,7 @@ def test_tutorial_prints_loss_then_accuracies(run) -> None:
     ("args", "text"),
     [
         (["train", "--steps", "-3"], "steps must be a positive integer"),
-        (["train", "--backend", "jax"], "unknown backend 'jax'"),
+        (["train", "--backend", "tensorflow"], "unknown backend 'tensorflow'"),
         (["train", "--recipe", "nope"], "unknown recipe 'nope'"),
         (["train", "--lr", "0"], "learning rate"),
         (["train", "--hidden", "a,b"], "--hidden takes widths"),
@@ -110,7 +111,8 @@ def test_version_and_info() -> None:
     out = json.loads(result.stdout)
     assert out["version"] == __version__
     assert out["backends"]["numpy"] == "available"
-    assert set(out["backends"]) == {"numpy", "flux", "torch"}
+    assert list(out["backends"]) == backend_names()
+    assert set(out["settings"]) >= {"PYFLUX_MNIST_DATA", "PYFLUX_MNIST_OFFLINE", "PYTHON_JULIACALL_THREADS"}
 
 
 def test_python_dash_m_works() -> None:

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pyflux_mnist import julia_bridge
-from pyflux_mnist.backends import BACKENDS
+from pyflux_mnist.backends import BACKENDS, julia_bridge
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
 from pyflux_mnist.cli import cli
 from pyflux_mnist.doctor import LOSS_RTOL, N_TEST, doctor

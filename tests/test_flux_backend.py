@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from pyflux_mnist import julia_bridge
+from pyflux_mnist.backends import julia_bridge
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
 from pyflux_mnist.errors import BackendUnavailable
 from pyflux_mnist.init import init_params

@@ -107,7 +107,7 @@ def _fails_fast(result, text: str) -> None:
         (["--checkpoint", "/nonexistent-dir/c.npz"], "cannot write the checkpoint"),
         (["--plot", "/nonexistent-dir/p.png"], "cannot write the plot"),
         (["--resume", "/nonexistent-dir/c.npz"], "no checkpoint at"),
-        (["--backend", "jax"], "unknown backend 'jax'"),
+        (["--backend", "tensorflow"], "unknown backend 'tensorflow'"),
         (["--backend", "torch", "--recipe", "rashid"], "only the NumPy backend implements it"),
     ],
 )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pyflux_mnist import julia_bridge
+from pyflux_mnist.backends import julia_bridge
 
 REPO = Path(__file__).resolve().parent.parent
 JL_FILES = sorted((REPO / "julia").rglob("*.jl"))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from subset import Subset
 
-from pyflux_mnist import julia_bridge
+from pyflux_mnist.backends import julia_bridge
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
 from pyflux_mnist.errors import PyfluxError, SpecError
 from pyflux_mnist.init import init_params

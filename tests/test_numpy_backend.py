@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pyflux_mnist.backends.numpy_backend import Optimizer, loss_and_grads, probabilities
+from pyflux_mnist.backends.numpy_maths import Optimizer, loss_and_grads, probabilities
 from pyflux_mnist.init import init_params
 from pyflux_mnist.prepare import one_hot
 from pyflux_mnist.spec import ACTIVATIONS, LOSSES, InitSpec, ModelSpec, OptimizerSpec

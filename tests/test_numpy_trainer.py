@@ -11,8 +11,8 @@ from subset import Subset
 
 from pyflux_mnist.backends.numpy_backend import ReferenceTrainer
 from pyflux_mnist.backends.numpy_trainer import NumpyTrainer, block_bounds
-from pyflux_mnist.init import init_params
-from pyflux_mnist.prepare import prepare, schedule
+from pyflux_mnist.init import init_params, run_start
+from pyflux_mnist.prepare import prepare
 from pyflux_mnist.recipes import get_recipe
 from pyflux_mnist.training import resolve_recipe
 
@@ -34,9 +34,8 @@ def _prepared(mnist, recipe, n: int):
 def test_fast_trainer_gives_the_reference_losses(mnist, name, steps, n) -> None:
     recipe = resolve_recipe(get_recipe(name), steps=steps)
     prepared = _prepared(mnist, recipe, n)
-    init_seq, batch_seq = np.random.SeedSequence(0).spawn(2)
-    params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
-    batches = list(schedule(recipe, prepared.X_train.shape[1], batch_seq))
+    params, sched = run_start(recipe, prepared.X_train.shape[1], seed=0)
+    batches = list(sched)
     ref = ReferenceTrainer(recipe, params, prepared.X_train, prepared.Y_train)
     fast = NumpyTrainer(recipe, params, prepared.X_train, prepared.Y_train)
     np.testing.assert_allclose(fast.run(batches), ref.run(batches), rtol=1e-6)

@@ -8,8 +8,8 @@ import pytest
 from subset import Subset
 
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
-from pyflux_mnist.init import init_params
-from pyflux_mnist.prepare import prepare, schedule
+from pyflux_mnist.init import init_params, run_start
+from pyflux_mnist.prepare import prepare
 from pyflux_mnist.recipes import get_recipe
 from pyflux_mnist.training import resolve_recipe
 
@@ -21,9 +21,8 @@ pytestmark = pytest.mark.torch
 
 def _both(recipe, mnist, n: int, steps: int):
     prepared = prepare(Subset(mnist, n), recipe.data)
-    init_seq, batch_seq = np.random.SeedSequence(0).spawn(2)
-    params = init_params(recipe.model, recipe.init, np.random.default_rng(init_seq))
-    batches = list(schedule(recipe, prepared.X_train.shape[1], batch_seq))[:steps]
+    params, sched = run_start(recipe, prepared.X_train.shape[1], seed=0)
+    batches = list(sched)[:steps]
     results = {}
     for backend in (NumpyBackend(), TorchBackend()):
         trainer = backend.trainer(recipe, params, prepared.X_train, prepared.Y_train)

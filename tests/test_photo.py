@@ -168,4 +168,4 @@ def test_predict_files_reports_per_file(tmp_path, mnist, small_model):
     assert "error" in out[1] and "label" not in out[1]
     saved = np.asarray(Image.open(tmp_path / "seen" / "seven.png"))
     assert saved.shape == (28, 28)
-    assert small_model.predict_images([good])[0]["label"] == out[0]["label"]
+    assert photo.predict_files(small_model, [good])[0]["label"] == out[0]["label"]

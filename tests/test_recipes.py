@@ -10,11 +10,11 @@ from subset import Subset
 from pyflux_mnist.backends.flux_backend import FluxBackend
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
 from pyflux_mnist.backends.numpy_trainer import NumpyTrainer
+from pyflux_mnist.backends.rashid import RashidTrainer
 from pyflux_mnist.backends.torch_backend import TorchBackend
 from pyflux_mnist.errors import SpecError
 from pyflux_mnist.init import init_params
 from pyflux_mnist.prepare import prepare
-from pyflux_mnist.rashid import RashidTrainer
 from pyflux_mnist.recipes import RECIPES, get_recipe
 from pyflux_mnist.spec import DataSpec, InitSpec, ModelSpec, OptimizerSpec, Recipe
 from pyflux_mnist.training import train

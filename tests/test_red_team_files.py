@@ -124,7 +124,7 @@ def test_weight_bomb_is_refused_before_reading(tmp_path: Path) -> None:
 
 def test_total_declared_size_is_bounded(tmp_path: Path) -> None:
     """Item 1: the zip directory's declared sizes, summed, are checked before any entry is read."""
-    import pyflux_mnist.model as model_module
+    import pyflux_mnist.safe_npz as model_module
 
     path = tiny_model(tmp_path / "m.npz")
     total = sum(i.file_size for i in zipfile.ZipFile(path).infolist())

@@ -48,8 +48,8 @@ def test_overrides_are_applied_and_checked() -> None:
 
 
 def test_unknown_and_unavailable_backends(mnist, monkeypatch) -> None:
-    with pytest.raises(SpecError, match="unknown backend 'jax'; known backends: numpy"):
-        train("flux-tutorial", "jax", mnist, steps=1)
+    with pytest.raises(SpecError, match="unknown backend 'tensorflow'; known backends: numpy"):
+        train("flux-tutorial", "tensorflow", mnist, steps=1)
     monkeypatch.setenv("PYFLUX_MNIST_JULIA", "0")
     with pytest.raises(BackendUnavailable):
         train("flux-tutorial", "flux", mnist, steps=1)

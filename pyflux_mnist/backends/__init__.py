@@ -6,6 +6,7 @@ Backends are imported lazily, so ``import pyflux_mnist`` never loads torch or Ju
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import BackendUnavailable, SpecError, did_you_mean
 from ..spec import Recipe
@@ -16,11 +17,11 @@ BACKENDS: dict[str, str] = {
     "numpy": "pyflux_mnist.backends.numpy_backend:NumpyBackend",
     "flux": "pyflux_mnist.backends.flux_backend:FluxBackend",
     "torch": "pyflux_mnist.backends.torch_backend:TorchBackend",
+    "jax": "pyflux_mnist.backends.jax_backend:JaxBackend",
 }
-
-
-#: The backend every other one is checked against (``pyflux-mnist doctor``): plain NumPy, always available.
-REFERENCE_BACKEND = "numpy"
+#: The reference backend: plain NumPy, always available; the default everywhere, what bench's "× numpy"
+#: ratios are taken against and what ``pyflux-mnist doctor`` checks every other backend against.
+REFERENCE = "numpy"
 
 
 def backend_names() -> list[str]:
@@ -73,14 +74,54 @@ def available_backends() -> list[str]:
     return [name for name, reason in backend_status().items() if reason is None]
 
 
+def backend_details() -> dict[str, dict[str, object]]:
+    """``{name: details}``: what ``info`` shows about each backend beyond available or not."""
+    details: dict[str, dict[str, object]] = {}
+    for name in BACKENDS:
+        try:
+            details[name] = _load(name).details()
+        except Exception as e:  # one backend's detail must not hide the rest of the report
+            details[name] = {"error": str(e)}
+    return details
+
+
+def backend_detail_lines() -> dict[str, str]:
+    """``{name: line}`` for the backends that have something to add in ``info``'s text."""
+    lines: dict[str, str] = {}
+    for name in BACKENDS:
+        try:
+            line = _load(name).details_line()
+        except Exception as e:  # one backend's detail must not hide the rest of the report
+            line = f"error: {e}"
+        if line:
+            lines[name] = line
+    return lines
+
+
+def library_versions() -> dict[str, str | None]:
+    """``{distribution: installed version or None}`` for every backend's library (imports none of them)."""
+    versions: dict[str, str | None] = {}
+    for name in BACKENDS:
+        dist = _load(name).distribution
+        if dist is not None:
+            try:
+                versions[dist] = version(dist)
+            except PackageNotFoundError:
+                versions[dist] = None
+    return versions
+
+
 __all__ = [
     "BACKENDS",
-    "REFERENCE_BACKEND",
+    "REFERENCE",
     "Backend",
     "Trainer",
     "available_backends",
+    "backend_detail_lines",
+    "backend_details",
     "backend_names",
     "backend_status",
     "check_name",
     "get_backend",
+    "library_versions",
 ]

@@ -15,6 +15,8 @@ Array conventions, shared by every backend:
 
 from __future__ import annotations
 
+import importlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -22,6 +24,17 @@ import numpy as np
 
 from ..errors import SpecError
 from ..spec import ModelSpec, Recipe
+
+#: Flux.crossentropy adds eps(Float32) inside the log, also for Float64 inputs built from Float32 models;
+#: every backend's crossentropy must add the same.
+CE_EPS = float(np.finfo(np.float32).eps)
+#: The optimiser state slots each optimiser keeps, in this order (see :meth:`Trainer.optimizer_state`).
+SLOTS: dict[str, tuple[str, ...]] = {"adam": ("m", "v"), "rmsprop": ("acc",), "descent": ()}
+
+
+def slot_key(slot: str, i: int) -> str:
+    """The key of slot ``slot`` (e.g. Adam's ``m``) of parameter ``i`` in an optimiser-state dict."""
+    return f"{slot}/{i}"
 
 
 class Trainer(ABC):
@@ -45,8 +58,8 @@ class Trainer(ABC):
 
     @abstractmethod
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        """The optimiser state, as plain arrays: ``t`` (steps done) and ``m/i``, ``v/i`` (Adam) or
-        ``acc/i`` (RMSprop) for parameter ``i``. Enough to resume exactly."""
+        """The optimiser state, as plain arrays: ``t`` (steps done) and, for each of the optimiser's
+        :data:`SLOTS` and each parameter ``i``, ``slot_key(slot, i)`` (``m/0``). Enough to resume exactly."""
 
     @abstractmethod
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
@@ -59,6 +72,11 @@ class Backend(ABC):
     name: str = ""
     #: The update rules this backend implements (see ``spec.RULES``).
     rules: tuple[str, ...] = ("backprop",)
+    #: The module :meth:`load_library` imports: the backend's library (``"torch"``), or the module holding
+    #: its trainer when that is all there is to load.
+    library: str = ""
+    #: The distribution whose version reports show for this backend (``None``: nothing beyond NumPy).
+    distribution: str | None = None
 
     def unavailable_reason(self) -> str | None:
         """``None`` if this backend can run here, else one line saying why not and how to fix it."""
@@ -76,8 +94,31 @@ class Backend(ABC):
         """A short version description for reports (library versions)."""
         return ""
 
+    def load_library(self) -> dict[str, float]:
+        """Import (or start) this backend's library now; seconds per phase, at least ``"import"`` (the
+        total). ``bench`` calls it before building a trainer so that this cost is measured on its own."""
+        t0 = time.perf_counter()
+        importlib.import_module(self.library or type(self).__module__)
+        return {"import": time.perf_counter() - t0}
+
+    def pin_threads(self, threads: int) -> None:
+        """Give this backend's own thread pools ``threads`` threads (``bench`` calls it; NumPy's BLAS and
+        Julia's follow the thread variables bench sets before the process starts)."""
+        return None
+
+    def details(self) -> dict[str, object]:
+        """What ``pyflux-mnist info`` shows about this backend beyond available/unavailable (cheap: never
+        starts a runtime that is not running yet)."""
+        return {}
+
+    def details_line(self) -> str | None:
+        """:meth:`details` as one line for ``info`` (``None``: nothing to add)."""
+        details = self.details()
+        return ", ".join(f"{k} {v}" for k, v in details.items()) if details else None
+
     def threads(self) -> dict[str, int | str]:
-        """The thread counts this backend computes with, for reports: by default NumPy's BLAS threads."""
+        """The thread counts this backend computes with, for reports (``doctor``, and ``bench`` after
+        :meth:`pin_threads`): by default NumPy's BLAS threads."""
         from ..blas import blas_threads
 
         return {"BLAS": blas_threads()}
@@ -90,5 +131,6 @@ class Backend(ABC):
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
         """Class probabilities ``(10, N)`` (for ``squared_error`` networks: the output activations)."""
 
-    def predict(self, spec, params, X) -> np.ndarray:
+    def predict(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
+        """Predicted labels ``(N,)``: the first maximum of each column, as ``Flux.onecold``."""
         return np.argmax(self.probabilities(spec, params, X), axis=0)

@@ -2,21 +2,20 @@
 
 Python still owns the data, the initial weights and the batch order, so a Flux run is comparable step for
 step with the NumPy backend, and the trained weights come back as NumPy arrays that the generic code saves
-and evaluates without Julia. Julia is started on first use, through :mod:`pyflux_mnist.julia_bridge`.
+and evaluates without Julia. Julia is started on first use, through
+:mod:`pyflux_mnist.backends.julia_bridge`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..errors import PyfluxError
 from ..spec import ModelSpec, Recipe
-from .base import Backend, Trainer
-
-#: The optimiser state slots, in the order PyFluxMNIST.optimiser_state returns them.
-SLOTS = {"adam": ("m", "v"), "rmsprop": ("acc",), "descent": ()}
+from .base import SLOTS, Backend, Trainer, slot_key
 
 
 class FluxTrainer(Trainer):
@@ -25,7 +24,7 @@ class FluxTrainer(Trainer):
     chunk_size = 50  # steps per Julia call: one crossing of the bridge per 50 steps
 
     def __init__(self, julia, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         spec, opt = recipe.model, recipe.optimizer
         self._jl = julia
@@ -51,7 +50,7 @@ class FluxTrainer(Trainer):
 
     def run(self, batches: Sequence[np.ndarray | None]) -> np.ndarray:
         """All of ``batches`` in one Julia call (``train_steps!``); the losses before each update."""
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         if len(batches) == 0:
             return np.empty(0, dtype=np.float64)
@@ -63,30 +62,32 @@ class FluxTrainer(Trainer):
         return float(self.run([batch])[0])
 
     def parameters(self) -> list[np.ndarray]:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         return [jb.to_numpy(a) for a in self._jl.call("parameters", self._trainer)]
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         t, *slots = self._jl.call("optimiser_state", self._trainer)
         state = {"t": np.array(int(t), dtype=np.int64)}
         for name, arrays in zip(self._slots, slots, strict=True):
             for i, a in enumerate(arrays):
-                state[f"{name}/{i}"] = jb.to_numpy(a)
+                state[slot_key(name, i)] = jb.to_numpy(a)
         return state
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
         missing = [
             key
-            for key in ["t"] + [f"{s}/{i}" for s in self._slots for i in range(self._n_params)]
+            for key in ["t"] + [slot_key(s, i) for s in self._slots for i in range(self._n_params)]
             if key not in state
         ]
         if missing:
             raise PyfluxError(f"optimiser state is missing {', '.join(missing)}")
         slots = tuple(
-            tuple(np.ascontiguousarray(state[f"{s}/{i}"], dtype=np.float32) for i in range(self._n_params))
+            tuple(
+                np.ascontiguousarray(state[slot_key(s, i)], dtype=np.float32) for i in range(self._n_params)
+            )
             for s in self._slots
         )
         self._jl.call("load_optimiser_state_b", self._trainer, int(state["t"]), *slots)
@@ -94,28 +95,64 @@ class FluxTrainer(Trainer):
 
 class FluxBackend(Backend):
     name = "flux"
+    distribution = "juliacall"
 
     def unavailable_reason(self) -> str | None:
-        from .. import julia_bridge
+        from . import julia_bridge
 
         return julia_bridge.unavailable_reason()
 
     def _julia(self):
-        from .. import julia_bridge
+        from . import julia_bridge
 
         return julia_bridge.load()
 
     def version(self) -> str:
-        from .. import julia_bridge
+        from . import julia_bridge
 
         st = julia_bridge.julia_status(start=True)
         if not st["available"]:
             return ""
         return f"Flux {st['flux']}, Julia {st['julia']}, juliacall {st['juliacall']}"
 
+    def load_library(self) -> dict[str, float]:
+        """Start Julia (``import juliacall``), then load our module (``using Flux``), each timed."""
+        import warnings
+
+        from . import julia_bridge as jb
+
+        jb.configure_environment()
+        t0 = time.perf_counter()
+        import juliacall  # noqa: F401  (starts Julia)
+
+        t1 = time.perf_counter()
+        with warnings.catch_warnings():  # we configured juliacall ourselves just above
+            warnings.simplefilter("ignore")
+            jb.load()  # includes PyFluxMNIST.jl: `using Flux`; pins BLAS threads
+        t2 = time.perf_counter()
+        return {"julia_start": t1 - t0, "using_flux": t2 - t1, "import": t2 - t0}
+
+    def details(self) -> dict[str, object]:
+        from . import julia_bridge
+
+        return dict(julia_bridge.julia_status())
+
+    def details_line(self) -> str | None:
+        """Julia's versions and threads when they are known, else why it is unavailable."""
+        julia = self.details()
+        if not julia.get("juliacall"):
+            return "juliacall is not installed (see the backend lines above)"
+        if julia.get("reason"):
+            return f"unavailable: {julia['reason']}"
+        parts = [f"{k} {julia[k]}" for k in ("juliacall", "julia", "flux") if julia.get(k)]
+        parts.append("started" if julia.get("started") else "not started yet (starts on first use)")
+        if julia.get("julia_threads"):
+            parts.append(f"{julia['julia_threads']} thread(s)")
+        return ", ".join(parts)
+
     def threads(self) -> dict[str, int | str]:
         """Julia's threads (as juliacall started it) and Julia's BLAS threads. Starts Julia."""
-        from .. import julia_bridge
+        from . import julia_bridge
 
         st = julia_bridge.julia_status(start=True)
         return {"Julia": st.get("julia_threads") or "?", "Julia BLAS": st.get("blas_threads", "?")}
@@ -125,7 +162,7 @@ class FluxBackend(Backend):
         return FluxTrainer(self._julia(), recipe, params, X, Y)
 
     def _model_args(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> tuple:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         return (
             jb.julia_params(params),
@@ -136,12 +173,12 @@ class FluxBackend(Backend):
         )
 
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         return jb.to_numpy(self._julia().call("probabilities", *self._model_args(spec, params, X)))
 
     def predict(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
         """``Flux.onecold(ŷ, 0:9)``, computed in Julia."""
-        from .. import julia_bridge as jb
+        from . import julia_bridge as jb
 
         return jb.to_numpy(self._julia().call("predict", *self._model_args(spec, params, X)), np.int64)

@@ -29,8 +29,8 @@ import numpy as np
 from ..blas import blas_controller, blas_threads
 from ..errors import PyfluxError
 from ..spec import Recipe
-from .base import Trainer
-from .numpy_backend import CE_EPS, Optimizer, activate, loss_and_output_grad
+from .base import CE_EPS, Trainer
+from .numpy_maths import Optimizer, activate, loss_and_output_grad
 
 #: Most samples in one block of a full batch. Measured on 60000 samples, 2 threads: blocks of 7500 ran
 #: 5 % faster than 3750 or 15000 (a 32 × 7500 float32 activation is 0.9 MiB: one core's L2).
@@ -149,7 +149,7 @@ class NumpyTrainer(Trainer):
 
     def _minibatch(self, batch: np.ndarray) -> float:
         """Loss and ``self.grads`` on the samples ``batch``, gathered into preallocated rows."""
-        if self._rows is None:  # a minibatch in a full-batch recipe (only if called directly)
+        if self._rows is None or self._ys is None:  # a minibatch in a full-batch recipe (called directly)
             X = np.concatenate([x for x, _ in self._blocks], axis=1)
             Y = np.concatenate([y for _, y in self._blocks], axis=1)
             self._rows, self._ys = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
@@ -159,6 +159,7 @@ class NumpyTrainer(Trainer):
             X, Y = self._rows[i : i + 1].T, self._ys[i : i + 1].T
         else:
             buf = self._buf(len(batch), gather=True)
+            assert buf.x is not None and buf.y is not None  # gather=True allocates them
             X = np.take(self._rows, batch, axis=0, out=buf.x).T  # (features, B)
             Y = np.take(self._ys, batch, axis=0, out=buf.y).T
         return self._forward_backward(buf, X, Y, self.grads, X.shape[1])
@@ -186,7 +187,7 @@ class NumpyTrainer(Trainer):
     def _forward_backward(
         self, buf: _Buffers, X: np.ndarray, Y: np.ndarray, grads: list[np.ndarray], n: int
     ) -> float:
-        """:func:`~.numpy_backend.loss_and_grads` for the samples ``X`` of a batch of ``n``, written into
+        """:func:`~.numpy_maths.loss_and_grads` for the samples ``X`` of a batch of ``n``, written into
         ``buf`` and ``grads``: the batch's loss and gradients are the sums of these over its blocks."""
         spec, params = self.spec, self.params
         acts = [X]
@@ -215,7 +216,7 @@ class NumpyTrainer(Trainer):
         return loss
 
     def _activation_grad(self, buf: _Buffers, layer: int, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        """:func:`~.numpy_backend.activation_grad` without temporaries (the same operations, so the same
+        """:func:`~.numpy_maths.activation_grad` without temporaries (the same operations, so the same
         numbers)."""
         name = self.spec.activations[layer]
         if name == "relu":
@@ -233,7 +234,7 @@ class NumpyTrainer(Trainer):
     def _loss_and_output_grad(
         self, buf: _Buffers, AL: np.ndarray, Y: np.ndarray, n: int
     ) -> tuple[float, np.ndarray]:
-        """:func:`~.numpy_backend.loss_and_output_grad` without temporaries, for crossentropy and
+        """:func:`~.numpy_maths.loss_and_output_grad` without temporaries, for crossentropy and
         squared_error."""
         loss_name = self.spec.loss
         if loss_name == "crossentropy":

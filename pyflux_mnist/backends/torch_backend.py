@@ -6,13 +6,12 @@ benchmark compares with.
 from __future__ import annotations
 
 import importlib.util
+from types import ModuleType
 
 import numpy as np
 
 from ..spec import ModelSpec, Recipe
-from .base import Backend, Trainer
-
-CE_EPS = float(np.finfo(np.float32).eps)
+from .base import CE_EPS, SLOTS, Backend, Trainer, slot_key
 
 
 def _torch():
@@ -66,6 +65,7 @@ class TorchTrainer(Trainer):
         self.net = build(self.spec, params)
         self.trainable = [p for p in self.net.parameters() if p.requires_grad]
         self.opt = make_optimizer(recipe, self.trainable)
+        self.optimizer_name = recipe.optimizer.name
         # X.T is the C-contiguous (N, 784) buffer: torch shares it, no copy.
         self.X = torch.from_numpy(np.ascontiguousarray(X.T))
         self.Y = torch.from_numpy(np.ascontiguousarray(Y.T))
@@ -95,7 +95,7 @@ class TorchTrainer(Trainer):
                 if key == "step":
                     state["t"] = np.array(int(value), dtype=np.int64)
                 elif key in names:
-                    state[f"{names[key]}/{i}"] = value.detach().numpy().copy()
+                    state[slot_key(names[key], i)] = value.detach().numpy().copy()
         return state
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
@@ -105,9 +105,9 @@ class TorchTrainer(Trainer):
             if not p.requires_grad:
                 continue
             slots = {
-                names[k.split("/")[0]]: torch.from_numpy(np.array(v))
-                for k, v in state.items()
-                if k.endswith(f"/{i}")
+                names[s]: torch.from_numpy(np.array(state[slot_key(s, i)]))
+                for s in SLOTS[self.optimizer_name]
+                if slot_key(s, i) in state
             }
             if slots:
                 slots["step"] = torch.tensor(float(state["t"]))
@@ -116,6 +116,8 @@ class TorchTrainer(Trainer):
 
 class TorchBackend(Backend):
     name = "torch"
+    library = "torch"
+    distribution = "torch"
 
     def unavailable_reason(self) -> str | None:
         if importlib.util.find_spec("torch") is None:
@@ -123,7 +125,11 @@ class TorchBackend(Backend):
         return None
 
     def version(self) -> str:
-        return f"torch {_torch().__version__}"
+        torch = _torch()
+        return f"torch {torch.__version__} ({_torch_blas(torch)} BLAS)"
+
+    def pin_threads(self, threads: int) -> None:
+        _torch().set_num_threads(threads)
 
     def threads(self) -> dict[str, int | str]:
         torch = _torch()
@@ -140,3 +146,14 @@ class TorchBackend(Backend):
             if spec.loss != "squared_error":
                 out = torch.softmax(out, dim=1)
         return out.numpy().T
+
+
+def _torch_blas(torch: ModuleType) -> str:
+    """The BLAS torch was built with, from ``torch.__config__.show()`` (e.g. ``mkl`` or ``open``)."""
+    try:
+        for line in torch.__config__.show().splitlines():
+            if "BLAS_INFO=" in line:
+                return line.split("BLAS_INFO=", 1)[1].split(",")[0].strip()
+    except Exception:  # a report detail must never fail the benchmark
+        pass
+    return "unknown"

@@ -6,21 +6,21 @@ User errors (:class:`~pyflux_mnist.errors.PyfluxError`) become one line on stder
 
 from __future__ import annotations
 
-import sys
 import traceback
+from typing import Any
 
 import click
 
-from .. import __version__
 from ..errors import PyfluxError
 from ..userpaths import escape, os_error_line
+from ..version import __version__
 from .common import ERROR_EXIT, INTERRUPT_EXIT, SuggestingGroup
 
 
 class Group(SuggestingGroup):
     """A click group that turns our own exceptions into one clean line."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PyfluxError as e:
@@ -88,4 +88,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

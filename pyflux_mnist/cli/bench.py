@@ -10,8 +10,7 @@ from ..backends import backend_names
 from ..errors import PyfluxError
 from ..recipes import RECIPES
 from ..userpaths import UserPathError, escape, open_regular
-from .common import data_dir_option, echo_json, offline_option, progress
-from .train import check_writable
+from .common import check_writable, data_dir_option, echo_json, json_option, offline_option, progress
 
 #: A saved benchmark result is a few kB; refuse to parse more than this.
 MAX_JSON_BYTES = 16 << 20
@@ -20,7 +19,7 @@ MAX_JSON_BYTES = 16 << 20
 @click.command()
 @click.option(
     "--backends",
-    default="numpy,flux,torch",
+    default=",".join(backend_names()),
     show_default=True,
     help=f"Comma-separated, from: {', '.join(backend_names())}. One missing here is an 'unavailable' row.",
 )
@@ -36,7 +35,7 @@ MAX_JSON_BYTES = 16 << 20
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for initial weights and batches.")
 @data_dir_option
 @offline_option
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON result instead of the table.")
+@json_option("the JSON result instead of the table")
 @click.option(
     "--output", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result here."
 )
@@ -53,7 +52,7 @@ MAX_JSON_BYTES = 16 << 20
 def bench(
     backends, recipe, steps, repeat, threads, seed, data_dir, offline, as_json, output, markdown, from_json
 ) -> None:
-    """Benchmark Flux, NumPy and PyTorch on one recipe: same data, weights, batches and BLAS threads.
+    """Benchmark the backends on one recipe: same data, weights, batches and BLAS threads.
 
     Each backend runs in its own process; the timed repeats are interleaved across backends so that
     background load hits all of them alike. Progress goes to stderr, the table (or --json) to stdout.

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from ..errors import did_you_mean
+from .. import settings
+from ..backends import REFERENCE, backend_names
+from ..errors import PyfluxError, did_you_mean
+from ..userpaths import check_name_length
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_EXIT = 1
 INTERRUPT_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -17,7 +25,9 @@ INTERRUPT_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 class SuggestingGroup(click.Group):
     """A click group whose unknown-command error names the close command (click < 8.2 does not)."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
             commands = self.list_commands(ctx)
@@ -36,20 +46,46 @@ def without_name(message: str, name: str) -> str:
     return message
 
 
-def data_dir_option(f):
+def data_dir_option(f: F) -> F:
     return click.option(
         "--data-dir",
         type=click.Path(file_okay=False, path_type=str),
         default=None,
-        help="Directory holding the four MNIST IDX files (.gz or raw). Default: $PYFLUX_MNIST_DATA, "
+        help=f"Directory holding the four MNIST IDX files (.gz or raw). Default: ${settings.DATA.name}, "
         "then the cache.",
     )(f)
 
 
-def offline_option(f):
+def offline_option(f: F) -> F:
     return click.option(
-        "--offline", is_flag=True, default=False, help="Never download (also: PYFLUX_MNIST_OFFLINE=1)."
+        "--offline", is_flag=True, default=False, help=f"Never download (also: {settings.OFFLINE.name}=1)."
     )(f)
+
+
+def json_option(what: str = "one JSON object") -> Callable[[F], F]:
+    """``--json``: print ``what`` on stdout (parameter ``as_json``); one declaration for every command."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} on stdout.")
+
+
+def backend_option(f: F) -> F:
+    """``--backend NAME``: one of the registry's backends, the reference one by default."""
+    return click.option(
+        "--backend", default=REFERENCE, show_default=True, help=f"One of: {', '.join(backend_names())}."
+    )(f)
+
+
+def check_writable(path: str | None, what: str) -> None:
+    """Fail before hours of training, not after: the output's folder must exist and be writable."""
+    if path is None:
+        return
+    check_name_length(path, what)
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
+    if Path(path).is_dir():
+        raise PyfluxError(f"cannot write the {what} to {path}: it is a directory")
+    if not os.access(parent, os.W_OK):
+        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} is not writable")
 
 
 def echo_json(obj: Any) -> None:

@@ -6,7 +6,7 @@ import click
 
 from ..errors import DataError
 from ..mnist import data_info, download_mnist
-from .common import SuggestingGroup, data_dir_option, echo_json, progress, without_name
+from .common import SuggestingGroup, data_dir_option, echo_json, json_option, progress, without_name
 
 
 @click.group("data", cls=SuggestingGroup)
@@ -25,14 +25,14 @@ def download_command(data_dir: str | None) -> None:
 
 @data.command("info")
 @data_dir_option
-@click.option("--json", "json_output", is_flag=True, help="Print the report as JSON on stdout.")
-def info_command(data_dir: str | None, json_output: bool) -> None:
+@json_option("the report as JSON")
+def info_command(data_dir: str | None, as_json: bool) -> None:
     """Show where each MNIST file is, its size, checksum status and label counts (never downloads).
 
     Exits 1 when a file is missing or does not match MNIST's checksum.
     """
     report = data_info(data_dir)
-    if json_output:
+    if as_json:
         echo_json(report)
     else:
         click.echo(f"directory: {report['directory']} (from {report['from']})")

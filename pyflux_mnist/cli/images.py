@@ -11,19 +11,22 @@ import numpy as np
 from ..errors import PyfluxError
 from ..picture_files import check_grid_output
 from ..userpaths import escape
-from .common import ERROR_EXIT, SuggestingGroup, data_dir_option, echo_json, offline_option, without_name
-from .train import check_writable
+from .common import (
+    ERROR_EXIT,
+    SuggestingGroup,
+    check_writable,
+    data_dir_option,
+    echo_json,
+    json_option,
+    offline_option,
+    without_name,
+)
 
 
 @click.command()
 @click.argument("model_path", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print a JSON list: path, label and the --top probabilities by digit; or path and error.",
-)
+@json_option("a JSON list: path, label and the --top probabilities by digit; or path and error")
 @click.option(
     "--save-preprocessed",
     "save_dir",

@@ -6,11 +6,9 @@ import sys
 
 import click
 
-from ..backends import backend_names
 from ..recipes import RECIPES
-from .common import data_dir_option, echo_json, offline_option
+from .common import backend_option, check_writable, data_dir_option, echo_json, json_option, offline_option
 from .progress import StepProgress
-from .train import check_writable
 
 
 class _Progress:
@@ -38,7 +36,7 @@ class _Progress:
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every recipe, in order.")
-@click.option("--backend", default="numpy", show_default=True, help=f"One of: {', '.join(backend_names())}.")
+@backend_option
 @click.option("--seed", type=int, default=None, help="Seed for initial weights and batch order [default: 0].")
 @click.option(
     "--seeds",
@@ -56,7 +54,7 @@ class _Progress:
 )
 @data_dir_option
 @offline_option
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per recipe.")
+@json_option("a JSON list, one object per recipe")
 def reproduce(
     names, all_, backend, seed, seeds, all_seeds, markdown_path, data_dir, offline, as_json
 ) -> None:

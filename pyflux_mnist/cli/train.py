@@ -7,39 +7,38 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 import numpy as np
 
-from .. import __version__
-from ..backends import backend_names, backend_status, get_backend
+from ..backends import backend_status, get_backend
 from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError, TrainingInterrupted
 from ..picture_files import check_chart_output, check_grid_output
 from ..recipes import RECIPES, recipe_label, recipe_overrides
-from ..userpaths import check_name_length, escape
-from .common import data_dir_option, echo_json, offline_option
+from ..spec import Recipe
+from ..userpaths import escape
+from ..version import __version__
+from .common import (
+    backend_option,
+    check_writable,
+    data_dir_option,
+    echo_json,
+    json_option,
+    offline_option,
+)
 from .progress import StepProgress
 
-
-def check_writable(path: str | None, what: str) -> None:
-    """Fail before hours of training, not after: the output's folder must exist and be writable."""
-    if path is None:
-        return
-    check_name_length(path, what)
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
-    if Path(path).is_dir():
-        raise PyfluxError(f"cannot write the {what} to {path}: it is a directory")
-    if not os.access(parent, os.W_OK):
-        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} is not writable")
+if TYPE_CHECKING:
+    from ..checkpoint import Checkpoint
+    from ..mnist import MnistData
+    from ..training import TrainResult
 
 
 @click.command()
-@click.option("--backend", default="numpy", show_default=True, help=f"One of: {', '.join(backend_names())}.")
+@backend_option
 @click.option("--recipe", default="flux-tutorial", show_default=True, help=f"One of: {', '.join(RECIPES)}.")
 @click.option("--steps", type=int, default=None, help="Optimiser steps (overrides the recipe).")
 @click.option("--epochs", type=int, default=None, help="Passes over the training set (overrides the recipe).")
@@ -82,7 +81,7 @@ def check_writable(path: str | None, what: str) -> None:
     help="Continue the run saved in this checkpoint (its recipe, seed and backend); it keeps "
     "checkpointing there unless --checkpoint says elsewhere.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the summary.")
+@json_option("one JSON object instead of the summary")
 @click.pass_context
 def train(
     ctx,
@@ -109,49 +108,21 @@ def train(
     Ctrl-C stops at the next step (writing the checkpoint when --checkpoint is given) and exits 130.
     """
     from ..mnist import load_mnist
-    from ..training import check_seed, resolve_recipe
-    from ..training import train as train_fn
 
     # Everything that can be checked is checked here, before the data is loaded or a step is run.
-    widths = _parse_hidden(hidden)
-    ck = None
-    if resume_path is not None:
-        from ..checkpoint import load_checkpoint
-
-        ck = load_checkpoint(resume_path)
-        _check_resume_options(ctx, ck, backend, seed)
-        r, seed, backend = ck.recipe, ck.seed, ck.backend
+    run = _plan(ctx, backend, recipe, steps, epochs, batch_size, lr, hidden, seed, resume_path)
+    if run.checkpoint is not None:  # it keeps checkpointing where and as often as it did
         checkpoint_path = checkpoint_path or resume_path
-        checkpoint_every = checkpoint_every or ck.every
-    else:
-        r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=widths)
-        check_seed(seed)
+        checkpoint_every = checkpoint_every or run.checkpoint.every
     _check_checkpoint_every(checkpoint_every, checkpoint_path)
     _check_distinct(save_path=save_path, plot_path=plot_path, checkpoint_path=checkpoint_path)
     check_writable(save_path, "model")
     check_writable(plot_path, "plot")
     check_chart_output(plot_path, "--plot")
     check_writable(checkpoint_path, "checkpoint")
-    get_backend(backend, r)  # unknown, unable or unavailable: said before the data loads
+    get_backend(run.backend, run.recipe)  # unknown, unable or unavailable: said before the data loads
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
-    on_progress = StepProgress(f"{r.name} [{backend}]")
-    try:
-        result = train_fn(
-            r,
-            backend,
-            data,
-            seed,
-            on_progress=on_progress,
-            checkpoint=checkpoint_path,
-            checkpoint_every=checkpoint_every or 0,
-            resume=ck,
-        )
-    except TrainingInterrupted as e:
-        if e.checkpoint is not None:
-            raise
-        raise e.with_advice("(train with --checkpoint PATH to be able to resume)") from None
-    finally:
-        on_progress.close()
+    result = _train_with_progress(run, data, checkpoint_path, checkpoint_every or 0)
     if len(result.losses) > 1 and result.final_loss > result.losses[0]:
         click.echo(
             f"Warning: the loss ended higher than it started ({result.losses[0]:.4f} -> "
@@ -164,13 +135,78 @@ def train(
         from ..pictures import loss_curve_png
 
         loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, model=result.model)
-    if as_json:
-        summary = result.summary()
-        summary.update(saved=save_path, plot=plot_path)
-        echo_json(summary)
-        return
+    _report(result, save_path, plot_path, as_json)
+
+
+class _Run(NamedTuple):
+    """What ``train`` will run: a recipe with the user's overrides, or a checkpoint's run."""
+
+    recipe: Recipe
+    seed: int
+    backend: str
+    checkpoint: Checkpoint | None
+
+
+def _plan(
+    ctx: click.Context,
+    backend: str,
+    recipe: str,
+    steps: int | None,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    hidden: str | None,
+    seed: int,
+    resume_path: str | None,
+) -> _Run:
+    """The run the options ask for; with --resume, the checkpoint's (refusing options that change it)."""
+    from ..training import check_seed, resolve_recipe
+
+    widths = _parse_hidden(hidden)
+    if resume_path is None:
+        r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=widths)
+        return _Run(r, check_seed(seed), backend, None)
+    from ..checkpoint import load_checkpoint
+
+    ck = load_checkpoint(resume_path)
+    _check_resume_options(ctx, ck, backend, seed)
+    return _Run(ck.recipe, ck.seed, ck.backend, ck)
+
+
+def _train_with_progress(
+    run: _Run, data: MnistData, checkpoint_path: str | None, checkpoint_every: int
+) -> TrainResult:
+    """``training.train`` with a progress bar on stderr."""
+    from ..training import train as train_fn
+
+    on_progress = StepProgress(f"{run.recipe.name} [{run.backend}]")
+    try:
+        return train_fn(
+            run.recipe,
+            run.backend,
+            data,
+            run.seed,
+            on_progress=on_progress,
+            checkpoint=checkpoint_path,
+            checkpoint_every=checkpoint_every,
+            resume=run.checkpoint,
+        )
+    except TrainingInterrupted as e:
+        if e.checkpoint is not None:
+            raise
+        raise e.with_advice("(train with --checkpoint PATH to be able to resume)") from None
+    finally:
+        on_progress.close()
+
+
+def _report(result: TrainResult, save_path: str | None, plot_path: str | None, as_json: bool) -> None:
+    """The summary on stdout: a few aligned lines, or one JSON object."""
     s = result.summary()
-    click.echo(f"recipe         {recipe_label(result.recipe)}  (backend {s['backend']}, seed {seed})")
+    if as_json:
+        s.update(saved=save_path, plot=plot_path)
+        echo_json(s)
+        return
+    click.echo(f"recipe         {recipe_label(result.recipe)}  (backend {s['backend']}, seed {result.seed})")
     click.echo(f"steps          {s['steps']}  in {s['seconds']:.1f} s")
     click.echo(f"final loss     {s['final_loss']:.4f}")
     click.echo(f"train accuracy {s['train_accuracy']:.4f}")
@@ -181,7 +217,7 @@ def train(
         click.echo(f"loss curve     {plot_path}")
 
 
-def _check_resume_options(ctx: click.Context, ck, backend: str, seed: int) -> None:
+def _check_resume_options(ctx: click.Context, ck: Checkpoint, backend: str, seed: int) -> None:
     """With --resume the run is the checkpoint's: refuse options that would make it another run."""
     from click.core import ParameterSource
 
@@ -238,7 +274,7 @@ def _parse_hidden(hidden: str | None) -> tuple[int, ...] | None:
 
 
 @click.command()
-@click.option("--backend", default="numpy", show_default=True, help=f"One of: {', '.join(backend_names())}.")
+@backend_option
 @data_dir_option
 @offline_option
 @click.option("--throttle", type=float, default=10.0, show_default=True, help="Seconds between loss prints.")
@@ -292,7 +328,7 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
     default=None,
     help="Write a grid of misclassified test digits (.png, .jpg, .svg or .pdf).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option()
 def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> None:
     """Evaluate a saved model on the MNIST test set (NumPy; no Julia needed)."""
     from ..mnist import load_mnist
@@ -358,36 +394,17 @@ def model_info(path: str) -> dict[str, Any]:
     }
 
 
-def _julia_line(julia: dict[str, Any]) -> str | None:
-    """One line for Julia: its versions and threads when they are known, else why it is unavailable."""
-    if not julia:
-        return None
-    if not julia.get("juliacall"):
-        return "juliacall is not installed (see the backend lines above)"
-    if julia.get("reason"):
-        return f"unavailable: {julia['reason']}"
-    parts = [f"{k} {julia[k]}" for k in ("juliacall", "julia", "flux") if julia.get(k)]
-    parts.append("started" if julia.get("started") else "not started yet (starts on first use)")
-    if julia.get("julia_threads"):
-        parts.append(f"{julia['julia_threads']} thread(s)")
-    return ", ".join(parts)
-
-
 @click.command()
 @click.argument("model_path", required=False, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def info(model_path, as_json) -> None:
-    """Package version, which backends can run here (and why not), BLAS and threads; with MODEL, what
-    that model file holds (its recipe and any changes to it, who trained it, its accuracy)."""
+@json_option()
+def info(model_path: str | None, as_json: bool) -> None:
+    """Package version, which backends can run here (and why not), BLAS, threads and every setting; with
+    MODEL, what that model file holds (its recipe and any changes to it, who trained it, its accuracy)."""
+    from .. import settings
+    from ..backends import backend_detail_lines, backend_details
+
     model = model_info(model_path) if model_path else None
     status = backend_status()
-    julia: dict = {}
-    try:
-        from ..julia_bridge import julia_status
-
-        julia = julia_status()
-    except ImportError:
-        pass
     out: dict[str, Any] = {
         "version": __version__,
         "python": platform.python_version(),
@@ -395,19 +412,10 @@ def info(model_path, as_json) -> None:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "backends": {name: ("available" if r is None else f"unavailable: {r}") for name, r in status.items()},
-        "julia": julia,
+        "backend_details": {name: d for name, d in backend_details().items() if d},
         "blas": blas_info(),
         **({"model": model} if model else {}),
-        "threads_env": {
-            k: os.environ[k]
-            for k in (
-                "OMP_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS",
-                "MKL_NUM_THREADS",
-                "PYTHON_JULIACALL_THREADS",
-            )
-            if k in os.environ
-        },
+        "settings": settings.current(),
     }
     if as_json:
         echo_json(out)
@@ -416,13 +424,13 @@ def info(model_path, as_json) -> None:
     click.echo(f"platform     {out['platform']}, {out['cpu_count']} CPUs")
     for name, state in out["backends"].items():
         click.echo(f"backend      {name:<6} {state}")
-    julia_line = _julia_line(julia)
-    if julia_line:
-        click.echo(f"julia        {julia_line}")
+    for name, line in backend_detail_lines().items():
+        click.echo(f"{name:<12} {line}")
     for lib in out["blas"]:
         click.echo("blas         " + ", ".join(f"{k}={v}" for k, v in lib.items()))
-    for key, value in out["threads_env"].items():
-        click.echo(f"threads      {key}={value}")
+    for setting in settings.SETTINGS:
+        value = out["settings"][setting.name]
+        click.echo(f"setting      {setting.name}={'' if value is None else value}  # {setting.doc}")
     if model:
         click.echo(f"model        {model_path}: {model['description']}")
         click.echo(

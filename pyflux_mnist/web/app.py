@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -33,6 +33,9 @@ from ..mnist import MnistData, cache_dir, load_mnist
 from ..photo import strip, trace
 from .guard import MAX_BODY, BodyTooLarge, Guard
 from .state import BusyError, Loaded, TrainingJob, file_loaded, training_options
+
+if TYPE_CHECKING:
+    from ..model import Model
 
 log = logging.getLogger("pyflux_mnist.web")
 
@@ -159,7 +162,7 @@ def png_data_url(a: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def answer(model: Any, digit: np.ndarray) -> dict[str, Any]:
+def answer(model: Model, digit: np.ndarray) -> dict[str, Any]:
     probs = model.probabilities(digit[None])[0]  # (10,)
     order = np.argsort(-probs, kind="stable")
     return {
@@ -206,7 +209,7 @@ async def predict(request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-def _predict_bytes(model: Any, body: bytes, with_strip: bool = False) -> dict[str, Any]:
+def _predict_bytes(model: Model, body: bytes, with_strip: bool = False) -> dict[str, Any]:
     """The upload goes through exactly what ``predict FILE`` does: written to a temporary file of the
     server's naming (deleted at once), then :func:`~pyflux_mnist.photo.trace` opens it with the same
     format and decompression-bomb checks. Error messages name "the upload", never the temporary path.

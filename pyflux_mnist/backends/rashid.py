@@ -29,23 +29,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .backends.base import Trainer
-from .blas import one_blas_thread
-from .spec import Recipe
+from ..blas import one_blas_thread
+from ..spec import Recipe
+from .base import Trainer
+from .numpy_maths import sigmoid_
 
 try:  # in-place rank-one update; the NumPy fallback needs a temporary matrix
     from scipy.linalg.blas import sger as _sger
 except ImportError:  # pragma: no cover - SciPy is optional
     _sger = None
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    np.clip(z, -88.0, 88.0, out=z)
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    z += 1
-    np.reciprocal(z, out=z)
-    return z
 
 
 class RashidTrainer(Trainer):
@@ -83,7 +75,7 @@ class RashidTrainer(Trainer):
         Ws = self.weights
         acts = [self.X_rows[i]]
         for W in Ws:
-            acts.append(_sigmoid(W @ acts[-1]))
+            acts.append(sigmoid_(W @ acts[-1]))
         e = self.Y_rows[i] - acts[-1]
         loss = 0.5 * float(np.dot(e, e))
         for layer in reversed(range(len(Ws))):
@@ -98,7 +90,7 @@ class RashidTrainer(Trainer):
         Ws = self.weights
         acts = [self.X_rows[idx].T]
         for W in Ws:
-            acts.append(_sigmoid(W @ acts[-1]))
+            acts.append(sigmoid_(W @ acts[-1]))
         E = self.Y_rows[idx].T - acts[-1]
         n = len(idx)
         loss = 0.5 * float(np.sum(E * E, dtype=np.float64)) / n

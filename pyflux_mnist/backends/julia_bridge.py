@@ -34,12 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from .blas import blas_threads, set_blas_threads
-from .errors import BackendUnavailable, PyfluxError
+from .. import settings
+from ..blas import blas_threads, set_blas_threads
+from ..errors import BackendUnavailable, PyfluxError, first_line
 
-JULIA_SWITCH = "PYFLUX_MNIST_JULIA"  # "0" turns the Flux backend off
-THREADS_ENV = "PYFLUX_MNIST_JULIA_THREADS"
-BLAS_ENV = "PYFLUX_MNIST_BLAS_THREADS"
+JULIA_SWITCH = settings.JULIA.name  # "0" turns the Flux backend off
+THREADS_ENV = settings.JULIA_THREADS.name
+BLAS_ENV = settings.BLAS_THREADS.name
+JULIACALL_THREADS = settings.JULIACALL_THREADS.name
 DOCS = "docs/flux-backend.md"
 
 INSTALL_HINT = (
@@ -52,10 +54,6 @@ class JuliaRuntimeError(PyfluxError):
     """Julia raised an error while training or predicting; the message is the first line of its showerror."""
 
 
-def _falsy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("0", "no", "false", "off")
-
-
 # --- availability (cheap: never imports juliacall) ----------------------------------------------------
 
 
@@ -66,7 +64,7 @@ _failure: str | None = None  # why loading failed in this process (juliacall can
 
 def unavailable_reason() -> str | None:
     """``None`` if the Flux backend may be tried, else one line saying why not. Never starts Julia."""
-    if _falsy(os.environ.get(JULIA_SWITCH)):
+    if settings.JULIA.is_no():
         return SWITCHED_OFF
     if _failure is not None:
         return _failure
@@ -83,10 +81,11 @@ def setup_failure_message(error: BaseException) -> str:
     project and adding packages (pyjuliapkg 0.1.28 ``deps.py`` l.558, ``if not STATE["offline"]:`` around
     all of it), so a new venv's project stays empty and ``using PythonCall`` fails.
     """
-    detail = first_line(str(error)) or type(error).__name__
+    detail = first_line(error)
     return (
-        f"juliacall could not set up Julia and Flux ({detail}); offline, set PYTHON_JULIACALL_EXE (a julia) "
-        f"and PYTHON_JULIACALL_PROJECT (a Julia project that already has Flux and {pinned_pythoncall()}) "
+        f"juliacall could not set up Julia and Flux ({detail}); offline, set {settings.JULIACALL_EXE.name} "
+        f"(a julia) and {settings.JULIACALL_PROJECT.name} (a Julia project that already has Flux and "
+        f"{pinned_pythoncall()}) "
         "together, or start the backend once with internet access "
         f"(see {DOCS}, section 'Offline and existing Julia')"
     )
@@ -105,10 +104,6 @@ def pinned_pythoncall() -> str:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return "the PythonCall version your juliacall pins"
-
-
-def first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def translate_julia_error(error: BaseException, showerror: Any = None) -> JuliaRuntimeError:
@@ -145,12 +140,12 @@ def configure_environment(
     env = os.environ if environ is None else environ
     if threads is None:
         threads = env.get(THREADS_ENV)
-    if threads is not None and "PYTHON_JULIACALL_THREADS" not in env:
-        env["PYTHON_JULIACALL_THREADS"] = str(threads)
-    env.setdefault("PYTHON_JULIACALL_THREADS", "1")
-    n = env["PYTHON_JULIACALL_THREADS"].strip()
+    if threads is not None and JULIACALL_THREADS not in env:
+        env[JULIACALL_THREADS] = str(threads)
+    env.setdefault(JULIACALL_THREADS, "1")
+    n = env[JULIACALL_THREADS].strip()
     if n == "auto" or (n.isdigit() and int(n) > 1):
-        env.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")
+        env.setdefault(settings.JULIACALL_HANDLE_SIGNALS.name, "yes")
     return {k: v for k, v in env.items() if k.startswith("PYTHON_JULIACALL_")}
 
 
@@ -178,7 +173,7 @@ def module_path() -> Path:
     packaged = Path(str(resources.files("pyflux_mnist") / "julia" / "PyFluxMNIST.jl"))
     if packaged.is_file():
         return packaged
-    source = Path(__file__).resolve().parent.parent / "julia" / "PyFluxMNIST.jl"
+    source = Path(__file__).resolve().parents[2] / "julia" / "PyFluxMNIST.jl"
     if source.is_file():
         return source
     raise BackendUnavailable(f"PyFluxMNIST.jl is missing from the installation (looked for {packaged})")
@@ -254,14 +249,14 @@ def load() -> Julia:
 
 def _pin_blas(julia: Julia) -> None:
     """Same BLAS thread count on both sides: ``$PYFLUX_MNIST_BLAS_THREADS``, else NumPy's current one."""
-    wanted = os.environ.get(BLAS_ENV)
+    wanted = settings.BLAS_THREADS.get()
     try:
         if wanted:
             pin_blas_threads(int(wanted), julia)
         else:
             julia.set_blas_threads(blas_threads())
     except Exception as e:  # never fail training over a benchmark nicety
-        warnings.warn(f"could not pin BLAS threads: {first_line(str(e))}", stacklevel=3)
+        warnings.warn(f"could not pin BLAS threads: {first_line(e)}", stacklevel=3)
 
 
 def pin_blas_threads(n: int, julia: Julia | None = None) -> None:
@@ -282,7 +277,7 @@ def julia_status(start: bool = False) -> dict[str, Any]:
         "julia": None,
         "flux": None,
         "started": _julia is not None,
-        "julia_threads": os.environ.get("PYTHON_JULIACALL_THREADS"),
+        "julia_threads": settings.JULIACALL_THREADS.get(),
     }
     if status["reason"] is None and (start or _julia is not None):
         try:

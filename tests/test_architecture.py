@@ -1,0 +1,169 @@
+"""The package's shape, checked: imports are acyclic, only ``backends/`` knows backends by name, and only
+``settings.py`` reads environment variables. Read from the source with ``ast``; nothing is imported."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from pyflux_mnist.backends import BACKENDS
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pyflux_mnist"
+
+
+def _modules() -> dict[str, Path]:
+    """``{"pyflux_mnist.backends.base": path, ...}`` for every module of the package."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's modules that ``name`` imports, at any depth of its code (lazy imports count too:
+    a cycle through a function-level import is still a cycle in the design)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            # `from pkg import submodule` imports the submodule; `from pkg import name` runs pkg's __init__.
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        for target in targets:
+            if target in modules and target != name:
+                found.add(target)
+    return found
+
+
+def _in_type_checking_only(path: Path) -> set[str]:
+    """Names imported only under ``if TYPE_CHECKING:`` (annotations, never run)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.ImportFrom):
+                    names.update(alias.name for alias in sub.names)
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph = {}
+    for name, path in modules.items():
+        deps = _imports(name, path, modules)
+        skip = _in_type_checking_only(path)
+        graph[name] = {d for d in deps if d.rpartition(".")[2] not in skip}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_walker_sees_the_package() -> None:
+    graph = _graph()
+    assert "pyflux_mnist.backends.numpy_trainer" in graph
+    assert "pyflux_mnist.backends.numpy_maths" in graph["pyflux_mnist.backends.numpy_trainer"]
+    assert "pyflux_mnist.backends.base" in graph["pyflux_mnist.backends.numpy_maths"]
+
+
+def test_the_walker_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_imports_are_acyclic() -> None:
+    cycle = _cycle(_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def _backend_name_comparisons(path: Path) -> list[str]:
+    """``x == "torch"``, ``x in ("numpy", "flux")``, ``match x: case "jax"`` and the like."""
+    names = set(BACKENDS)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            for operand in [node.left, *node.comparators]:
+                consts = [operand] if isinstance(operand, ast.Constant) else []
+                if isinstance(operand, (ast.Tuple, ast.List, ast.Set)):
+                    consts = [e for e in operand.elts if isinstance(e, ast.Constant)]
+                found += [f"line {node.lineno}: {c.value!r}" for c in consts if c.value in names]
+        elif (
+            isinstance(node, ast.MatchValue)
+            and isinstance(node.value, ast.Constant)
+            and node.value.value in names
+        ):
+            found.append(f"line {node.lineno}: case {node.value.value!r}")
+    return found
+
+
+def test_only_backends_compare_a_backend_name() -> None:
+    offenders = {
+        str(path.relative_to(PACKAGE)): hits
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "backends" not in path.relative_to(PACKAGE).parts and (hits := _backend_name_comparisons(path))
+    }
+    assert offenders == {}, f"ask the registry instead: {offenders}"
+
+
+def test_the_name_check_catches_comparisons(tmp_path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text('if b == "torch" or b in ("numpy", "x"):\n    pass\nif b == "sgemm":\n    pass\n')
+    assert _backend_name_comparisons(probe) == ["line 1: 'torch'", "line 1: 'numpy'"]
+
+
+def _environment_reads(path: Path) -> list[str]:
+    """``os.environ.get(...)``, ``os.environ[...]``, ``os.getenv(...)``, ``"X" in os.environ``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            f = node.func
+            if f.attr == "getenv" or (f.attr == "get" and ast.unparse(f.value) == "os.environ"):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif (isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ") or (
+            isinstance(node, ast.Compare) and any(ast.unparse(c) == "os.environ" for c in node.comparators)
+        ):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_environment_check_catches_reads(tmp_path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text('import os\na = os.environ.get("A")\nb = os.environ["B"]\nc = "C" in os.environ\n')
+    assert [hit.split(":")[0] for hit in _environment_reads(probe)] == ["line 2", "line 3", "line 4"]
+
+
+def test_only_settings_reads_the_environment() -> None:
+    offenders = {
+        str(path.relative_to(PACKAGE)): hits
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "settings.py" and (hits := _environment_reads(path))
+    }
+    assert offenders == {}, f"define the variable in pyflux_mnist/settings.py and read it there: {offenders}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_runs import invoker
 from click.testing import CliRunner
 
 from pyflux_mnist import __version__
@@ -14,11 +15,7 @@ from pyflux_mnist.cli import cli
 
 @pytest.fixture
 def run(mnist_dir):
-    def invoke(*args: str, data: bool = True):
-        extra = ["--data-dir", str(mnist_dir)] if data else []
-        return CliRunner().invoke(cli, [*args, *extra], catch_exceptions=False)
-
-    return invoke
+    return invoker(mnist_dir)
 
 
 def _one_error_line(result, text: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import invoker
 from click.testing import CliRunner
 
 import pyflux_mnist as pm
@@ -28,11 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def run(mnist_dir):
-    def invoke(*args: str, data: bool = True):
-        extra = ["--data-dir", str(mnist_dir)] if data else []
-        return CliRunner().invoke(cli, [*args, *extra], catch_exceptions=False)
-
-    return invoke
+    return invoker(mnist_dir)
 
 
 @pytest.fixture

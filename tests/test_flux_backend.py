@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from twin_cases import CASES, near_tie
 
 from pyflux_mnist.backends import julia_bridge
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
@@ -51,11 +52,6 @@ def _params(model: ModelSpec, init: InitSpec, seed: int = 0) -> list[np.ndarray]
     return init_params(model, init, np.random.default_rng(seed))
 
 
-def _near_tie(P: np.ndarray, tol: float = 1e-3) -> np.ndarray:
-    top2 = np.sort(P, axis=0)[-2:]
-    return (top2[1] - top2[0]) < tol
-
-
 def test_full_batch_tutorial_parity(flux, mnist):
     """20 full-batch Adam steps of the tutorial network on 2000 real images: the same loss curve."""
     r = FLUX_TUTORIAL
@@ -75,25 +71,8 @@ def test_full_batch_tutorial_parity(flux, mnist):
     P = NumpyBackend().probabilities(r.model, ref.parameters(), Xt)
     differ = pred != np.argmax(P, axis=0)
     assert pred.shape == (10000,) and set(np.unique(pred)) <= set(range(10))
-    assert not (differ & ~_near_tie(P)).any(), f"{differ.sum()} predictions differ away from near-ties"
+    assert not (differ & ~near_tie(P)).any(), f"{differ.sum()} predictions differ away from near-ties"
     np.testing.assert_allclose(flux.probabilities(r.model, ours.parameters(), Xt), P, atol=1e-4)
-
-
-CASES = {
-    "crossentropy-adam": (ModelSpec((784, 32, 10), ("relu", "identity"), "crossentropy"), OptimizerSpec()),
-    "logitce-rmsprop": (
-        ModelSpec((784, 64, 10), ("tanh", "identity"), "logitcrossentropy"),
-        OptimizerSpec("rmsprop", lr=1e-3, eps=1e-7),
-    ),
-    "squared-descent-nobias": (
-        ModelSpec((784, 50, 10), ("sigmoid", "sigmoid"), "squared_error", bias=False),
-        OptimizerSpec("descent", lr=0.1),
-    ),
-    "deep-identity-adam": (
-        ModelSpec((784, 64, 32, 10), ("identity", "relu", "identity"), "logitcrossentropy"),
-        OptimizerSpec("adam", lr=1e-4),
-    ),
-}
 
 
 @pytest.mark.parametrize("case", CASES)

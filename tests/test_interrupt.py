@@ -3,44 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_runs import invoker, start_cli
 
 from pyflux_mnist.checkpoint import load_checkpoint
-from pyflux_mnist.cli import cli
 from pyflux_mnist.model import load_model
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _cli(*args: str, **kw) -> subprocess.Popen:
-    # One BLAS thread: on a busy machine OpenBLAS's spinning threads make small steps ~100x slower.
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pyflux_mnist", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kw,
-    )
 
 
 def test_sigint_stops_cleanly_and_resume_reaches_the_same_model(mnist_dir, tmp_path) -> None:
     ck, saved, ref = tmp_path / "run.ckpt.npz", tmp_path / "model.npz", tmp_path / "ref.npz"
     common = ["--data-dir", str(mnist_dir), "--offline", "--json"]
     run = ["train", "--recipe", "numpy-twolayer", "--hidden", "16", "--steps", "2000", "--seed", "4"]
-    reference = _cli(*run, "--save", str(ref), *common)  # the uninterrupted run, alongside
-    proc = _cli(*run, "--checkpoint", str(ck), "--checkpoint-every", "50", *common)
+    reference = start_cli(*run, "--save", str(ref), *common)  # the uninterrupted run, alongside
+    proc = start_cli(*run, "--checkpoint", str(ck), "--checkpoint-every", "50", *common)
     deadline = time.monotonic() + 120
     while not ck.exists():  # the first checkpoint: training is under way
         assert proc.poll() is None, proc.communicate()
@@ -55,7 +34,7 @@ def test_sigint_stops_cleanly_and_resume_reaches_the_same_model(mnist_dir, tmp_p
     stopped_at = load_checkpoint(ck).steps_done
     assert 0 < stopped_at < 2000 and f"after step {stopped_at} of 2000" in last
 
-    resumed = _cli("train", "--resume", str(ck), "--save", str(saved), *common)
+    resumed = start_cli("train", "--resume", str(ck), "--save", str(saved), *common)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     ref_out, ref_err = reference.communicate(timeout=300)
@@ -70,10 +49,7 @@ def test_sigint_stops_cleanly_and_resume_reaches_the_same_model(mnist_dir, tmp_p
 
 @pytest.fixture
 def run(mnist_dir):
-    def invoke(*args: str):
-        return CliRunner().invoke(cli, [*args, "--data-dir", str(mnist_dir)], catch_exceptions=False)
-
-    return invoke
+    return invoker(mnist_dir)
 
 
 def _fails_fast(result, text: str) -> None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from cli_runs import start_cli
 
-REPO = Path(__file__).resolve().parent.parent
 #: Generous: a busy machine is slow, and nothing here measures speed.
 DEADLINE_S = 180
 
@@ -23,17 +21,8 @@ class Command:
     (stdout and stderr into one list)."""
 
     def __init__(self, *args: str, data_dir: Path) -> None:
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYFLUX_MNIST_JULIA": "0"}
-        env["PYFLUX_MNIST_DATA"] = str(data_dir)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyflux_mnist", *args],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        env = {"PYFLUX_MNIST_JULIA": "0", "PYFLUX_MNIST_DATA": str(data_dir)}
+        self.proc = start_cli(*args, env=env, start_new_session=True)
         self.lines: list[str] = []
         self.readers = [
             threading.Thread(target=self._read, args=(stream,), daemon=True)

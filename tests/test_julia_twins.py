@@ -18,6 +18,7 @@ import itertools
 import numpy as np
 import pytest
 from subset import Subset
+from twin_cases import CASES, near_tie
 
 from pyflux_mnist.backends import julia_bridge
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
@@ -172,11 +173,6 @@ def _data(images: np.ndarray, labels: np.ndarray, n: int, on: float = 1.0, off: 
     return X, Y.T
 
 
-def _near_tie(P: np.ndarray, tol: float = 1e-3) -> np.ndarray:
-    top2 = np.sort(P, axis=0)[-2:]
-    return (top2[1] - top2[0]) < tol
-
-
 @pytest.fixture(scope="module")
 def torch_backend():
     pytest.importorskip("torch", reason="PyTorch not installed: pip install 'pyflux-mnist[torch]'")
@@ -208,26 +204,9 @@ def test_twin_full_batch_tutorial_parity(torch_backend, mnist) -> None:
     P = NumpyBackend().probabilities(r.model, ref.parameters(), Xt)
     differ = pred != np.argmax(P, axis=0)
     assert pred.shape == (10000,) and set(np.unique(pred)) <= set(range(10))
-    assert not (differ & ~_near_tie(P)).any()
+    assert not (differ & ~near_tie(P)).any()
     # Flux's test: atol 1e-4. Torch's probabilities differ by up to 1.3e-3 here, for the reason above.
     np.testing.assert_allclose(torch_backend.probabilities(r.model, ours.parameters(), Xt), P, atol=2e-3)
-
-
-CASES = {
-    "crossentropy-adam": (ModelSpec((784, 32, 10), ("relu", "identity"), "crossentropy"), OptimizerSpec()),
-    "logitce-rmsprop": (
-        ModelSpec((784, 64, 10), ("tanh", "identity"), "logitcrossentropy"),
-        OptimizerSpec("rmsprop", lr=1e-3, eps=1e-7),
-    ),
-    "squared-descent-nobias": (
-        ModelSpec((784, 50, 10), ("sigmoid", "sigmoid"), "squared_error", bias=False),
-        OptimizerSpec("descent", lr=0.1),
-    ),
-    "deep-identity-adam": (
-        ModelSpec((784, 64, 32, 10), ("identity", "relu", "identity"), "logitcrossentropy"),
-        OptimizerSpec("adam", lr=1e-4),
-    ),
-}
 
 
 @pytest.mark.torch

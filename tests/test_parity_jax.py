@@ -7,6 +7,7 @@ import signal
 
 import numpy as np
 import pytest
+from parity_runs import numpy_and
 from subset import Subset
 
 from pyflux_mnist.backends import backend_status, get_backend
@@ -21,20 +22,9 @@ _reason = backend_status()["jax"]
 pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
 
 
-def _both(recipe, mnist, n: int, steps: int):
-    prepared = prepare(Subset(mnist, n), recipe.data)
-    params, sched = run_start(recipe, prepared.X_train.shape[1], seed=0)
-    batches = list(sched)[:steps]
-    results = {}
-    for backend in (NumpyBackend(), get_backend("jax")):
-        trainer = backend.trainer(recipe, params, prepared.X_train, prepared.Y_train)
-        results[backend.name] = (trainer.run(batches), trainer.parameters(), backend, prepared)
-    return results
-
-
 def test_flux_tutorial_20_full_batch_adam_steps_match_numpy(mnist) -> None:
     recipe = get_recipe("flux-tutorial")
-    r = _both(recipe, mnist, n=2000, steps=20)
+    r = numpy_and(get_backend("jax"), recipe, mnist, n=2000, steps=20)
     np_losses, jax_losses = r["numpy"][0], r["jax"][0]
     assert len(jax_losses) == 20
     assert jax_losses[-1] < jax_losses[0] * 0.8  # it trains
@@ -59,7 +49,13 @@ def test_every_recipe_kind_matches_numpy_step_for_step(mnist, name: str, steps: 
     """RMSprop on minibatches; Descent on raw pixels; logit cross-entropy on a deep linear net; per-sample
     squared error (the gradient of Rashid's loss: his own rule is no gradient). Batches in Python's order."""
     recipe = resolve_recipe(get_recipe(name), steps=steps).replace(rule="backprop")
-    r = _both(recipe, mnist, n=7000 if recipe.data.train_split == "train-55k" else 2000, steps=steps)
+    r = numpy_and(
+        get_backend("jax"),
+        recipe,
+        mnist,
+        n=7000 if recipe.data.train_split == "train-55k" else 2000,
+        steps=steps,
+    )
     np.testing.assert_allclose(r["jax"][0], r["numpy"][0], rtol=1e-4, atol=1e-6)
 
 

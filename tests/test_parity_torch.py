@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from parity_runs import numpy_and
 from subset import Subset
 
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
-from pyflux_mnist.init import init_params, run_start
+from pyflux_mnist.init import init_params
 from pyflux_mnist.prepare import prepare
 from pyflux_mnist.recipes import get_recipe
 from pyflux_mnist.training import resolve_recipe
@@ -19,21 +20,9 @@ from pyflux_mnist.backends.torch_backend import TorchBackend  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-def _both(recipe, mnist, n: int, steps: int):
-    prepared = prepare(Subset(mnist, n), recipe.data)
-    params, sched = run_start(recipe, prepared.X_train.shape[1], seed=0)
-    batches = list(sched)[:steps]
-    results = {}
-    for backend in (NumpyBackend(), TorchBackend()):
-        trainer = backend.trainer(recipe, params, prepared.X_train, prepared.Y_train)
-        losses = trainer.run(batches)
-        results[backend.name] = (losses, trainer.parameters(), backend, prepared)
-    return results
-
-
 def test_flux_tutorial_20_full_batch_adam_steps_match_pytorch(mnist) -> None:
     recipe = get_recipe("flux-tutorial")
-    r = _both(recipe, mnist, n=2000, steps=20)
+    r = numpy_and(TorchBackend(), recipe, mnist, n=2000, steps=20)
     np_losses, torch_losses = r["numpy"][0], r["torch"][0]
     assert len(np_losses) == 20
     assert np_losses[-1] < np_losses[0] * 0.8  # it trains
@@ -57,7 +46,9 @@ def test_every_recipe_kind_matches_pytorch_step_for_step(mnist, name: str, steps
     """RMSprop; Descent on raw pixels; logit cross-entropy on a deep linear net; per-sample squared error."""
     # rashid: the gradient of its squared error (Rashid's own rule is no gradient; see tests/test_recipes.py)
     recipe = resolve_recipe(get_recipe(name), steps=steps).replace(rule="backprop")
-    r = _both(recipe, mnist, n=7000 if recipe.data.train_split == "train-55k" else 2000, steps=steps)
+    r = numpy_and(
+        TorchBackend(), recipe, mnist, n=7000 if recipe.data.train_split == "train-55k" else 2000, steps=steps
+    )
     np.testing.assert_allclose(r["numpy"][0], r["torch"][0], rtol=1e-4, atol=1e-6)
 
 

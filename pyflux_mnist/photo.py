@@ -767,7 +767,7 @@ def strip(t: Trace, height: int = 200) -> Image.Image:
     For a person to see where a prediction went wrong; :func:`preprocess_strip` makes it from a file.
     """
     pad, title = 8, 22
-    font = _font(14)
+    font = ImageFont.load_default(size=14)  # Pillow's scalable font (pillow>=10.1, as pictures uses)
     photo = Image.fromarray(t.photo).convert("RGB")
     f = height / photo.size[1]
     shown = photo.resize((max(1, round(photo.size[0] * f)), height), Image.Resampling.BOX)
@@ -809,13 +809,6 @@ def preprocess_strip(src: PathOrImage, *, name: str | None = None) -> tuple[np.n
     """A picture → the ``(28, 28)`` uint8 digit and its :func:`strip` (an RGB Pillow image), in memory."""
     t = trace(src, name=name)
     return t.digit, strip(t)
-
-
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
 
 
 # --- predicting files ---------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from .raster import components as _components
 from .raster import erode, max_filter, min_filter
 from .raster import otsu as _otsu
 from .sheet import MIN_SIDE, Sheet, find_sheet, whiteness
-from .userpaths import os_error_line
+from .userpaths import file_kind, os_error_line
 
 if TYPE_CHECKING:
     from .model import Model
@@ -109,10 +109,8 @@ def open_image(path: str | os.PathLike[str], side: int | None = DETAIL_SIDE) -> 
         raise ImageError(f"{p}: no such file") from None
     except OSError as e:
         raise ImageError(os_error_line(e, p, "cannot read")) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageError(f"{p} is a directory, not an image")
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageError(f"{p} is not a regular file (a pipe or a device?)")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the open below; a device would never end
+        raise ImageError(f"{p} is {file_kind(st.st_mode)}, not an image")
     if st.st_size == 0:
         raise ImageError(f"{p} is empty (0 bytes)")
     if st.st_size > MAX_FILE_BYTES:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from .atomic import atomic_write
 from .errors import PyfluxError
+from .userpaths import os_error_line
 
 if TYPE_CHECKING:
     from .model import Model
@@ -106,7 +107,7 @@ def save_picture(picture: Image.Image | Any, path: str | os.PathLike[str]) -> st
         with atomic_write(path) as f:
             f.write(data)
     except OSError as e:
-        raise PyfluxError(f"cannot write {path}: {e.strerror or e}") from None
+        raise PyfluxError(os_error_line(e, path, "cannot write")) from None
     return fmt
 
 

@@ -190,11 +190,10 @@ def read_meta(
     """The metadata of a file of format ``fmt``; ``hints`` maps another format tag to advice."""
     meta = read_json_meta(npz, path)
     found = meta.get("format") if isinstance(meta, dict) else None
-    if isinstance(found, str) and found == fmt:
-        check_meta_types(meta, path)
     if found != fmt:
         hint = (hints or {}).get(found, "") if isinstance(found, str) else ""
         raise ModelFileError(f"{path} is not a pyflux-mnist {what}{hint}")
+    check_meta_types(meta, path)
     if meta.get("format_version") != version:
         raise ModelFileError(
             f"{path}: {what} format version {meta.get('format_version')!r} is not supported "

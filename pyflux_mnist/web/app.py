@@ -31,7 +31,7 @@ from starlette.routing import Route
 from ..errors import ImageError, PyfluxError
 from ..mnist import MnistData, cache_dir, load_mnist
 from ..photo import strip, trace
-from .guard import MAX_BODY, BodyTooLarge, Guard
+from .guard import BodyTooLarge, Guard
 from .state import BusyError, Loaded, TrainingJob, file_loaded, training_options
 
 if TYPE_CHECKING:
@@ -150,10 +150,8 @@ def error(status: int, message: str) -> JSONResponse:
 async def read_body(request: Request) -> bytes:
     try:
         return await request.body()
-    except BodyTooLarge:
-        raise HTTPException(
-            413, f"the upload is larger than the limit of {MAX_BODY // (1024 * 1024)} MB"
-        ) from None
+    except BodyTooLarge as e:
+        raise HTTPException(413, str(e)) from None
 
 
 def png_data_url(a: np.ndarray) -> str:

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..backends import REFERENCE
+from ..backends import REFERENCE, check_name
 from ..errors import ImageError, PyfluxError, SpecError
 from ..mnist import MnistData, cache_dir, load_mnist
 from ..photo import strip, trace
@@ -270,12 +270,13 @@ async def start_training(request: Request) -> JSONResponse:
     for k, v in numbers.items():
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
             return error(400, f"{k} must be a whole number, got {v!r}")
-    try:
-        get_recipe(recipe)  # an unknown name: the CLI's line (with its "did you mean")
+    try:  # unknown names: the CLI's lines (with their "did you mean")
+        get_recipe(recipe)
+        check_name(backend)
     except SpecError as e:
         return error(400, str(e))
     status = next(r for r in server.options()["recipes"] if r["name"] == recipe)
-    reason = next((b["reason"] for b in status["backends"] if b["name"] == backend), "unknown backend")
+    reason = next(b["reason"] for b in status["backends"] if b["name"] == backend)
     if reason is not None:
         return error(400, f"backend {backend!r} cannot train {recipe!r} here: {reason}")
     try:

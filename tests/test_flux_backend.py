@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from flux_parity import CASES, mnist_xy, near_tie
 
 from pyflux_mnist.backends import julia_bridge
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
@@ -40,26 +41,14 @@ def flux():
     return FluxBackend()
 
 
-def _data(images: np.ndarray, labels: np.ndarray, n: int, on: float = 1.0, off: float = 0.0):
-    X = (images[:n].reshape(n, 784).astype(np.float32) / 255).T  # (784, n) F-ordered view
-    Y = np.full((n, 10), off, dtype=np.float32)
-    Y[np.arange(n), labels[:n]] = on
-    return X, Y.T
-
-
 def _params(model: ModelSpec, init: InitSpec, seed: int = 0) -> list[np.ndarray]:
     return init_params(model, init, np.random.default_rng(seed))
-
-
-def _near_tie(P: np.ndarray, tol: float = 1e-3) -> np.ndarray:
-    top2 = np.sort(P, axis=0)[-2:]
-    return (top2[1] - top2[0]) < tol
 
 
 def test_full_batch_tutorial_parity(flux, mnist):
     """20 full-batch Adam steps of the tutorial network on 2000 real images: the same loss curve."""
     r = FLUX_TUTORIAL
-    X, Y = _data(mnist.train_images, mnist.train_labels, 2000)
+    X, Y = mnist_xy(mnist.train_images, mnist.train_labels, 2000)
     params = _params(r.model, r.init)
     ours, ref = flux.trainer(r, params, X, Y), NumpyBackend().trainer(r, params, X, Y)
     losses_flux = np.concatenate([ours.run([None] * 10), ours.run([None] * 10)])  # two Julia calls
@@ -75,25 +64,8 @@ def test_full_batch_tutorial_parity(flux, mnist):
     P = NumpyBackend().probabilities(r.model, ref.parameters(), Xt)
     differ = pred != np.argmax(P, axis=0)
     assert pred.shape == (10000,) and set(np.unique(pred)) <= set(range(10))
-    assert not (differ & ~_near_tie(P)).any(), f"{differ.sum()} predictions differ away from near-ties"
+    assert not (differ & ~near_tie(P)).any(), f"{differ.sum()} predictions differ away from near-ties"
     np.testing.assert_allclose(flux.probabilities(r.model, ours.parameters(), Xt), P, atol=1e-4)
-
-
-CASES = {
-    "crossentropy-adam": (ModelSpec((784, 32, 10), ("relu", "identity"), "crossentropy"), OptimizerSpec()),
-    "logitce-rmsprop": (
-        ModelSpec((784, 64, 10), ("tanh", "identity"), "logitcrossentropy"),
-        OptimizerSpec("rmsprop", lr=1e-3, eps=1e-7),
-    ),
-    "squared-descent-nobias": (
-        ModelSpec((784, 50, 10), ("sigmoid", "sigmoid"), "squared_error", bias=False),
-        OptimizerSpec("descent", lr=0.1),
-    ),
-    "deep-identity-adam": (
-        ModelSpec((784, 64, 32, 10), ("identity", "relu", "identity"), "logitcrossentropy"),
-        OptimizerSpec("adam", lr=1e-4),
-    ),
-}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -101,7 +73,7 @@ def test_minibatch_parity_with_python_batch_order(flux, mnist, case):
     model, opt = CASES[case]
     on_off = (0.99, 0.01) if model.loss == "squared_error" else (1.0, 0.0)
     r = FLUX_TUTORIAL.replace(model=model, optimizer=opt, batch_size=64, steps=12)
-    X, Y = _data(mnist.train_images, mnist.train_labels, 1000, *on_off)
+    X, Y = mnist_xy(mnist.train_images, mnist.train_labels, 1000, *on_off)
     params = _params(model, InitSpec("glorot_uniform"), seed=1)
     order = np.random.default_rng(2).permutation(1000)
     batches = [order[i * 64 : (i + 1) * 64] for i in range(12)]
@@ -118,7 +90,7 @@ def test_minibatch_parity_with_python_batch_order(flux, mnist, case):
 def test_checkpoint_round_trip(flux, mnist, optimizer):
     """optimizer_state -> a new trainer -> load -> continue equals training without the interruption."""
     r = FLUX_TUTORIAL.replace(optimizer=OptimizerSpec(optimizer, lr=1e-3 if optimizer != "descent" else 0.1))
-    X, Y = _data(mnist.train_images, mnist.train_labels, 500)
+    X, Y = mnist_xy(mnist.train_images, mnist.train_labels, 500)
     params = _params(r.model, r.init)
     batches = [np.arange(i * 50, (i + 1) * 50) for i in range(10)]
     whole = flux.trainer(r, params, X, Y)
@@ -144,7 +116,7 @@ def test_checkpoint_round_trip(flux, mnist, optimizer):
 
 
 def test_julia_argument_errors_are_one_line(flux, mnist):
-    X, Y = _data(mnist.train_images, mnist.train_labels, 100)
+    X, Y = mnist_xy(mnist.train_images, mnist.train_labels, 100)
     trainer = flux.trainer(FLUX_TUTORIAL, _params(FLUX_TUTORIAL.model, FLUX_TUTORIAL.init), X, Y)
     julia = julia_bridge.load()
     with pytest.raises(julia_bridge.JuliaRuntimeError) as e:

@@ -17,6 +17,7 @@ import itertools
 
 import numpy as np
 import pytest
+from flux_parity import CASES, mnist_xy, near_tie
 from subset import Subset
 
 from pyflux_mnist.backends import julia_bridge
@@ -165,18 +166,6 @@ def test_predictions_and_argument_errors(setup) -> None:
 # --- twins of the julia-marked pytests, PyTorch standing in for Flux -------------------------------------
 
 
-def _data(images: np.ndarray, labels: np.ndarray, n: int, on: float = 1.0, off: float = 0.0):
-    X = (images[:n].reshape(n, 784).astype(np.float32) / 255).T  # (784, n) F-ordered view
-    Y = np.full((n, 10), off, dtype=np.float32)
-    Y[np.arange(n), labels[:n]] = on
-    return X, Y.T
-
-
-def _near_tie(P: np.ndarray, tol: float = 1e-3) -> np.ndarray:
-    top2 = np.sort(P, axis=0)[-2:]
-    return (top2[1] - top2[0]) < tol
-
-
 @pytest.fixture(scope="module")
 def torch_backend():
     pytest.importorskip("torch", reason="PyTorch not installed: pip install 'pyflux-mnist[torch]'")
@@ -189,7 +178,7 @@ def torch_backend():
 def test_twin_full_batch_tutorial_parity(torch_backend, mnist) -> None:
     """test_flux_backend.test_full_batch_tutorial_parity, with torch in Flux's seat."""
     r = FLUX_TUTORIAL
-    X, Y = _data(mnist.train_images, mnist.train_labels, 2000)
+    X, Y = mnist_xy(mnist.train_images, mnist.train_labels, 2000)
     params = init_params(r.model, r.init, np.random.default_rng(0))
     ours, ref = torch_backend.trainer(r, params, X, Y), NumpyBackend().trainer(r, params, X, Y)
     losses_other = np.concatenate([ours.run([None] * 10), ours.run([None] * 10)])
@@ -208,26 +197,9 @@ def test_twin_full_batch_tutorial_parity(torch_backend, mnist) -> None:
     P = NumpyBackend().probabilities(r.model, ref.parameters(), Xt)
     differ = pred != np.argmax(P, axis=0)
     assert pred.shape == (10000,) and set(np.unique(pred)) <= set(range(10))
-    assert not (differ & ~_near_tie(P)).any()
+    assert not (differ & ~near_tie(P)).any()
     # Flux's test: atol 1e-4. Torch's probabilities differ by up to 1.3e-3 here, for the reason above.
     np.testing.assert_allclose(torch_backend.probabilities(r.model, ours.parameters(), Xt), P, atol=2e-3)
-
-
-CASES = {
-    "crossentropy-adam": (ModelSpec((784, 32, 10), ("relu", "identity"), "crossentropy"), OptimizerSpec()),
-    "logitce-rmsprop": (
-        ModelSpec((784, 64, 10), ("tanh", "identity"), "logitcrossentropy"),
-        OptimizerSpec("rmsprop", lr=1e-3, eps=1e-7),
-    ),
-    "squared-descent-nobias": (
-        ModelSpec((784, 50, 10), ("sigmoid", "sigmoid"), "squared_error", bias=False),
-        OptimizerSpec("descent", lr=0.1),
-    ),
-    "deep-identity-adam": (
-        ModelSpec((784, 64, 32, 10), ("identity", "relu", "identity"), "logitcrossentropy"),
-        OptimizerSpec("adam", lr=1e-4),
-    ),
-}
 
 
 @pytest.mark.torch
@@ -237,7 +209,7 @@ def test_twin_minibatch_parity_with_python_batch_order(torch_backend, mnist, cas
     model, opt = CASES[case]
     on_off = (0.99, 0.01) if model.loss == "squared_error" else (1.0, 0.0)
     r = FLUX_TUTORIAL.replace(model=model, optimizer=opt, batch_size=64, steps=12)
-    X, Y = _data(mnist.train_images, mnist.train_labels, 1000, *on_off)
+    X, Y = mnist_xy(mnist.train_images, mnist.train_labels, 1000, *on_off)
     params = init_params(model, InitSpec("glorot_uniform"), np.random.default_rng(1))
     order = np.random.default_rng(2).permutation(1000)
     batches = [order[i * 64 : (i + 1) * 64] for i in range(12)]
@@ -255,7 +227,7 @@ def test_twin_minibatch_parity_with_python_batch_order(torch_backend, mnist, cas
 def test_twin_checkpoint_round_trip(torch_backend, mnist, optimizer: str) -> None:
     """test_flux_backend.test_checkpoint_round_trip: exact resume in NumPy; NumPy's state resumes in torch."""
     r = FLUX_TUTORIAL.replace(optimizer=OptimizerSpec(optimizer, lr=1e-3 if optimizer != "descent" else 0.1))
-    X, Y = _data(mnist.train_images, mnist.train_labels, 500)
+    X, Y = mnist_xy(mnist.train_images, mnist.train_labels, 500)
     params = init_params(r.model, r.init, np.random.default_rng(0))
     batches = [np.arange(i * 50, (i + 1) * 50) for i in range(10)]
     whole = NumpyBackend().trainer(r, params, X, Y)

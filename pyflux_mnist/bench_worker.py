@@ -20,7 +20,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from .blas import thread_pools  # threadpoolctl loads no library itself: the thread variables still apply
-from .errors import first_line
+from .errors import unexpected_line
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -44,12 +44,6 @@ def _peak_rss_mb() -> float | None:
         return None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB elsewhere
-
-
-def _one_line(e: BaseException) -> str:
-    """An unexpected error, for the report: its type and the first line of its message."""
-    line, kind = first_line(e), type(e).__name__
-    return kind if line == kind else f"{kind}: {line}"
 
 
 class Worker:
@@ -184,7 +178,7 @@ def _serve() -> int:
         status = "unavailable" if isinstance(e, BackendUnavailable) else "error"
         if status == "error" and config.get("verbose"):  # else the parent's one line says it
             traceback.print_exc()
-        worker.send(event=status, reason=_one_line(e) if status == "error" else str(e))
+        worker.send(event=status, reason=unexpected_line(e) if status == "error" else str(e))
         return 0
     for line in sys.stdin:
         command = json.loads(line)
@@ -202,7 +196,7 @@ def _serve() -> int:
         except Exception as e:
             if config.get("verbose"):
                 traceback.print_exc()
-            worker.send(event="error", reason=_one_line(e))
+            worker.send(event="error", reason=unexpected_line(e))
             return 0
     return 0
 

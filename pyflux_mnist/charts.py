@@ -85,11 +85,12 @@ def loss_curve_png(
         ax = fig.add_subplot()
         x = np.arange(1, len(y) + 1)
         finite = y[np.isfinite(y) & (y > 0)]
+        wide = finite.size > 0 and finite.max() / finite.min() > 30  # more than a decade and a half: log axis
         window = smooth_window(y)
         ax.plot(x, y, color="tab:blue", alpha=0.35 if window > 1 else 1.0, lw=1 if window > 1 else 2,
                 label="loss per step")  # fmt: skip
         if window > 1:
-            log = finite.size == y.size and finite.max() / finite.min() > 30  # smooth what is drawn
+            log = wide and finite.size == y.size  # smooth what is drawn
             smooth = np.exp(running_mean(np.log(y), window)) if log else running_mean(y, window)
             ax.plot(
                 x[window // 2 : len(y) - window // 2],
@@ -106,7 +107,7 @@ def loss_curve_png(
                 ax.plot(ends, means, "o-", color="tab:orange", lw=1.5, label="mean loss per epoch")
                 for e, m in zip(ends, means, strict=True):
                     ax.annotate(f"{m:.3f}", (e, m), textcoords="offset points", xytext=(0, 8), ha="center")
-        if finite.size and finite.max() / finite.min() > 30:
+        if wide:
             ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("loss (cross-entropy)" if model is None else "loss")

@@ -24,7 +24,7 @@ import numpy as np
 
 from .backends import REFERENCE, backend_names, backend_status, get_backend
 from .backends.base import Backend
-from .errors import PyfluxError, SpecError
+from .errors import PyfluxError, SpecError, unexpected_line
 from .init import run_start
 from .mnist import MnistData, data_info, load_mnist
 from .prepare import Prepared, prepare
@@ -216,8 +216,7 @@ def check_parity(mnist: MnistData, backends: dict[str, Backend], skipped: Sequen
         try:
             run = run_backend(backend, recipe, params, data, STEPS)
         except Exception as e:  # a backend that crashes is a finding to report, not a reason to stop
-            first = next(iter(str(e).splitlines()), "")
-            rows.append(Row("parity", name, "FAIL", f"could not train: {type(e).__name__}: {first}"))
+            rows.append(Row("parity", name, "FAIL", f"could not train: {unexpected_line(e)}"))
             continue
         rows.append(compare(name, run, ref))
     rows += [Row("parity", name, "skip", "not tried: backend not available (see above)") for name in skipped]

@@ -83,3 +83,10 @@ def first_line(error: BaseException | str) -> str:
     if not line and isinstance(error, BaseException):
         return type(error).__name__
     return line
+
+
+def unexpected_line(error: BaseException) -> str:
+    """An unexpected error in a report row: ``RuntimeError: its first line`` (the type alone when it has
+    no message)."""
+    line, kind = first_line(error), type(error).__name__
+    return kind if line == kind else f"{kind}: {line}"

@@ -51,7 +51,7 @@ from .raster import components as _components
 from .raster import erode, max_filter, min_filter
 from .raster import otsu as _otsu
 from .sheet import MIN_SIDE, Sheet, find_sheet, whiteness
-from .userpaths import os_error_line
+from .userpaths import file_kind, os_error_line
 
 if TYPE_CHECKING:
     from .model import Model
@@ -109,10 +109,8 @@ def open_image(path: str | os.PathLike[str], side: int | None = DETAIL_SIDE) -> 
         raise ImageError(f"{p}: no such file") from None
     except OSError as e:
         raise ImageError(os_error_line(e, p, "cannot read")) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageError(f"{p} is a directory, not an image")
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageError(f"{p} is not a regular file (a pipe or a device?)")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the open below; a device would never end
+        raise ImageError(f"{p} is {file_kind(st.st_mode)}, not an image")
     if st.st_size == 0:
         raise ImageError(f"{p} is empty (0 bytes)")
     if st.st_size > MAX_FILE_BYTES:
@@ -767,7 +765,7 @@ def strip(t: Trace, height: int = 200) -> Image.Image:
     For a person to see where a prediction went wrong; :func:`preprocess_strip` makes it from a file.
     """
     pad, title = 8, 22
-    font = _font(14)
+    font = ImageFont.load_default(size=14)  # Pillow's scalable font (pillow>=10.1, as pictures uses)
     photo = Image.fromarray(t.photo).convert("RGB")
     f = height / photo.size[1]
     shown = photo.resize((max(1, round(photo.size[0] * f)), height), Image.Resampling.BOX)
@@ -809,13 +807,6 @@ def preprocess_strip(src: PathOrImage, *, name: str | None = None) -> tuple[np.n
     """A picture → the ``(28, 28)`` uint8 digit and its :func:`strip` (an RGB Pillow image), in memory."""
     t = trace(src, name=name)
     return t.digit, strip(t)
-
-
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
 
 
 # --- predicting files ---------------------------------------------------------------------------------

@@ -20,40 +20,36 @@ from PIL import Image
 
 from .atomic import atomic_write
 from .errors import PyfluxError
+from .userpaths import os_error_line
 
 if TYPE_CHECKING:
     from .model import Model
 
 #: Suffix → matplotlib's format name; no suffix means PNG. Charts and digit grids take the same ones.
-CHART_FORMATS = {"": "png", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
-GRID_FORMATS = CHART_FORMATS
+FORMATS = {"": "png", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
 NO_MATPLOTLIB = "charts need matplotlib, which is not installed: pip install 'pyflux-mnist[plots]'"
 
 
-def _format(path: str | os.PathLike[str], formats: dict[str, str], what: str, option: str) -> str:
+def _format(path: str | os.PathLike[str], what: str, option: str) -> str:
     suffix = Path(path).suffix.lower()
-    if suffix not in formats:
-        names = ", ".join(sorted({s for s in formats if s}))
+    if suffix not in FORMATS:
+        names = ", ".join(sorted({s for s in FORMATS if s}))
         where = f"{option} " if option else ""
         raise PyfluxError(f"{where}{path}: {what} can be written as {names}, not {suffix}")
-    return formats[suffix]
-
-
-def chart_format(path: str | os.PathLike[str], option: str = "") -> str:
-    """matplotlib's name for the format ``path``'s suffix asks for ('png', 'jpeg', 'svg', 'pdf')."""
-    return _format(path, CHART_FORMATS, "a chart", option)
+    return FORMATS[suffix]
 
 
 def picture_format(path: str | os.PathLike[str], option: str = "") -> str:
-    """The same for any picture, chart or digit grid."""
-    return _format(path, GRID_FORMATS, "a picture", option)
+    """matplotlib's name for the format ``path``'s suffix asks for ('png', 'jpeg', 'svg', 'pdf'), for any
+    picture, chart or digit grid."""
+    return _format(path, "a picture", option)
 
 
 def check_chart_output(path: str | os.PathLike[str] | None, option: str) -> None:
     """Before the work: the suffix is one we write, and matplotlib is installed."""
     if path is None:
         return
-    chart_format(path, option)
+    _format(path, "a chart", option)
     if importlib.util.find_spec("matplotlib") is None:
         raise PyfluxError(f"{option} {path}: {NO_MATPLOTLIB}")
 
@@ -61,7 +57,7 @@ def check_chart_output(path: str | os.PathLike[str] | None, option: str) -> None
 def check_grid_output(path: str | os.PathLike[str] | None, option: str) -> None:
     """Before the work: a digit grid's suffix is one we write."""
     if path is not None:
-        _format(path, GRID_FORMATS, "a digit grid", option)
+        _format(path, "a digit grid", option)
 
 
 def _pillow_bytes(img: Image.Image, fmt: str) -> bytes:
@@ -106,7 +102,7 @@ def save_picture(picture: Image.Image | Any, path: str | os.PathLike[str]) -> st
         with atomic_write(path) as f:
             f.write(data)
     except OSError as e:
-        raise PyfluxError(f"cannot write {path}: {e.strerror or e}") from None
+        raise PyfluxError(os_error_line(e, path, "cannot write")) from None
     return fmt
 
 

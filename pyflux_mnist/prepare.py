@@ -39,28 +39,27 @@ class Prepared:
 
 def scale_images(images: np.ndarray, scale: str = "unit") -> np.ndarray:
     """uint8-valued images ``(N, 28, 28)`` or ``(N, 784)`` → ``(784, N)`` float32 in the recipe's scale."""
-    flat = np.asarray(images).reshape(len(images), 784)
-    X = flat.astype(np.float32)  # the one copy
     k, c = PIXEL_SCALE[scale]
-    if k != 1:
-        X *= np.float32(k)
-    if c:
-        X += np.float32(c)
-    return X.T
+    return _affine(np.asarray(images).reshape(len(images), 784), k, c)
 
 
 def scale_unit_images(images: np.ndarray, scale: str = "unit") -> np.ndarray:
     """Float images in [0, 1], ``(N, 28, 28)`` or ``(N, 784)`` → ``(784, N)`` float32 in the recipe's scale
     (the same numbers :func:`scale_images` gives for ``images * 255``)."""
+    k, c = PIXEL_SCALE[scale]  # of a value 0..255
     flat = np.asarray(images).reshape(len(images), 784)
-    if scale == "unit":
-        return np.ascontiguousarray(flat, dtype=np.float32).T  # no copy when already float32
+    if k * 255 == 1 and not c:  # unit: no copy when already float32
+        return np.ascontiguousarray(flat, dtype=np.float32).T
+    return _affine(flat, k * 255, c)
+
+
+def _affine(flat: np.ndarray, k: float, c: float) -> np.ndarray:
+    """``flat * k + c`` ``(N, 784)`` → ``(784, N)`` float32, in one copy."""
     X = flat.astype(np.float32)  # the one copy
-    if scale == "raw":
-        X *= np.float32(255)
-    elif scale == "rashid":
-        X *= np.float32(0.99)
-        X += np.float32(0.01)
+    if k != 1:
+        X *= np.float32(k)
+    if c:
+        X += np.float32(c)
     return X.T
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import ModelFileError, first_line
 from .spec import MAX_PARAMETERS
-from .userpaths import UserPathError, escape, open_regular
+from .userpaths import UserPathError, escape, open_regular, os_error_line
 from .version import __version__
 
 #: Refuse metadata or arrays whose declared size is absurd before reading them.
@@ -58,7 +58,7 @@ def write_npz(
             entries: dict[str, Any] = {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays}
             np.savez(f, **entries)
     except OSError as e:
-        raise ModelFileError(f"cannot save the {what} to {path}: {e.strerror or e}") from None
+        raise ModelFileError(os_error_line(e, path, f"cannot save the {what} to")) from None
     return path
 
 
@@ -190,11 +190,10 @@ def read_meta(
     """The metadata of a file of format ``fmt``; ``hints`` maps another format tag to advice."""
     meta = read_json_meta(npz, path)
     found = meta.get("format") if isinstance(meta, dict) else None
-    if isinstance(found, str) and found == fmt:
-        check_meta_types(meta, path)
     if found != fmt:
         hint = (hints or {}).get(found, "") if isinstance(found, str) else ""
         raise ModelFileError(f"{path} is not a pyflux-mnist {what}{hint}")
+    check_meta_types(meta, path)
     if meta.get("format_version") != version:
         raise ModelFileError(
             f"{path}: {what} format version {meta.get('format_version')!r} is not supported "

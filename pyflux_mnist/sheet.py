@@ -196,12 +196,3 @@ def rotate_points(points: np.ndarray, degrees: float) -> np.ndarray:
 def _rect_area(hull: np.ndarray, angle: float) -> float:
     p = rotate_points(hull, -angle)
     return float(np.ptp(p[:, 0]) * np.ptp(p[:, 1]))
-
-
-def sheet_rectangle(sheet: Sheet) -> np.ndarray:
-    """The sheet's bounding rectangle at its angle: ``(4, 2)`` corners (x, y) in the picture."""
-    p = rotate_points(sheet.outline, -sheet.angle)
-    x0, y0 = p.min(axis=0)
-    x1, y1 = p.max(axis=0)
-    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-    return rotate_points(corners, sheet.angle)

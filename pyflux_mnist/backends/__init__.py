@@ -58,9 +58,8 @@ def get_backend(name: str, recipe: Recipe | None = None) -> Backend:
 def backend_status(recipe: Recipe | None = None) -> dict[str, str | None]:
     """``{name: None if usable else the reason}`` for every registered backend (and for ``recipe``)."""
     status: dict[str, str | None] = {}
-    for name, target in BACKENDS.items():
-        module, cls = target.split(":")
-        backend: Backend = getattr(importlib.import_module(module), cls)()
+    for name in BACKENDS:
+        backend = _load(name)
         status[name] = backend.unavailable_reason()
         if recipe is not None:
             try:

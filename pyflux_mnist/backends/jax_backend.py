@@ -20,6 +20,7 @@ import numpy as np
 
 from ..spec import ModelSpec, OptimizerSpec, Recipe
 from .base import CE_EPS, SLOTS, Backend, Trainer, slot_key
+from .numpy_maths import beta_powers
 
 Params = tuple[Any, ...]  # (W1, b1, W2, b2, ...) jax arrays, W (out, in)
 
@@ -114,9 +115,7 @@ class JaxTrainer(Trainer):
 
     def _fresh_state(self, t: int) -> dict[str, Any]:
         jnp = _jax().numpy
-        b1t, b2t = np.float32(1), np.float32(1)
-        for _ in range(t):  # the same running product Optimisers.jl keeps
-            b1t, b2t = b1t * np.float32(self.opt.beta1), b2t * np.float32(self.opt.beta2)
+        b1t, b2t = beta_powers(np.float32(self.opt.beta1), np.float32(self.opt.beta2), t)
         state: dict[str, Any] = {"b1t": jnp.float32(b1t), "b2t": jnp.float32(b2t)}
         for slot in SLOTS[self.opt.name]:
             for i, p in enumerate(self.params):

@@ -129,6 +129,15 @@ def loss_and_grads(
 # --- optimisers (Optimisers.jl's formulas, in the parameters' dtype) ---------------------------------
 
 
+def beta_powers(b1: np.floating, b2: np.floating, t: int) -> tuple[np.floating, np.floating]:
+    """β1^t and β2^t as Optimisers.jl holds them after ``t`` Adam steps: a running product in the betas'
+    own precision (``b ** t`` rounds differently), so that a resumed run continues bit for bit."""
+    b1t, b2t = type(b1)(1), type(b2)(1)
+    for _ in range(t):
+        b1t, b2t = b1t * b1, b2t * b2
+    return b1t, b2t
+
+
 class Optimizer:
     """Adam, Descent or RMSprop, updating parameters in place with preallocated state."""
 
@@ -190,11 +199,7 @@ class Optimizer:
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.t = int(state["t"])
-        dtype = type(self.b1)
-        self.b1t, self.b2t = dtype(1), dtype(1)
-        for _ in range(self.t):  # the same running product Optimisers.jl keeps
-            self.b1t *= self.b1
-            self.b2t *= self.b2
+        self.b1t, self.b2t = beta_powers(self.b1, self.b2, self.t)
         for slot, arrays in self.slots.items():
             for i, a in enumerate(arrays):
                 a[...] = state[slot_key(slot, i)]

@@ -6,7 +6,7 @@ import click
 
 from ..backends import backend_names
 from ..doctor import doctor
-from .common import ERROR_EXIT, data_dir_option, echo_json
+from .common import ERROR_EXIT, data_dir_option, echo_json, json_option
 
 
 @click.command("doctor")
@@ -18,7 +18,7 @@ from .common import ERROR_EXIT, data_dir_option, echo_json
     type=click.Choice(backend_names()),
     help="Check only this backend (repeatable). Default: every registered backend.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object on stdout.")
+@json_option("the report as one JSON object")
 @click.pass_context
 def doctor_command(
     ctx: click.Context, data_dir: str | None, backends: tuple[str, ...], as_json: bool

@@ -254,11 +254,10 @@ def _check_distinct(**paths: str | None) -> None:
     for option, path in paths.items():
         if path is None:
             continue
-        key = Path(path).resolve()
+        key, flag = Path(path).resolve(), option.removesuffix("_path").replace("_", "-")
         if key in seen:
-            flag = option.removesuffix("_path").replace("_", "-")
             raise PyfluxError(f"--{seen[key]} and --{flag} both write {path}; give them different files")
-        seen[key] = option.removesuffix("_path").replace("_", "-")
+        seen[key] = flag
 
 
 def _parse_hidden(hidden: str | None) -> tuple[int, ...] | None:

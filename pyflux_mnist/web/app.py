@@ -28,10 +28,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import ImageError, PyfluxError
+from ..backends import REFERENCE, check_name
+from ..errors import ImageError, PyfluxError, SpecError
 from ..mnist import MnistData, cache_dir, load_mnist
 from ..photo import strip, trace
-from .guard import MAX_BODY, BodyTooLarge, Guard
+from ..recipes import get_recipe
+from .guard import BodyTooLarge, Guard
 from .state import BusyError, Loaded, TrainingJob, file_loaded, training_options
 
 if TYPE_CHECKING:
@@ -150,10 +152,8 @@ def error(status: int, message: str) -> JSONResponse:
 async def read_body(request: Request) -> bytes:
     try:
         return await request.body()
-    except BodyTooLarge:
-        raise HTTPException(
-            413, f"the upload is larger than the limit of {MAX_BODY // (1024 * 1024)} MB"
-        ) from None
+    except BodyTooLarge as e:
+        raise HTTPException(413, str(e)) from None
 
 
 def png_data_url(a: np.ndarray) -> str:
@@ -263,18 +263,20 @@ async def start_training(request: Request) -> JSONResponse:
     unknown = set(spec) - {"recipe", "backend", "steps", "epochs", "seed"}
     if unknown:
         return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
-    recipe, backend = spec.get("recipe", "flux-tutorial"), spec.get("backend", "numpy")
+    recipe, backend = spec.get("recipe", "flux-tutorial"), spec.get("backend", REFERENCE)
     if not isinstance(recipe, str) or not isinstance(backend, str):
         return error(400, "recipe and backend must be names (strings)")
     numbers = {k: spec.get(k) for k in ("steps", "epochs", "seed")}
     for k, v in numbers.items():
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
             return error(400, f"{k} must be a whole number, got {v!r}")
-    status = next((r for r in server.options()["recipes"] if r["name"] == recipe), None)
-    if status is None:
-        names = ", ".join(r["name"] for r in server.options()["recipes"])
-        return error(400, f"unknown recipe {recipe!r}; choose one of: {names}")
-    reason = next((b["reason"] for b in status["backends"] if b["name"] == backend), "unknown backend")
+    try:  # unknown names: the CLI's lines (with their "did you mean")
+        get_recipe(recipe)
+        check_name(backend)
+    except SpecError as e:
+        return error(400, str(e))
+    status = next(r for r in server.options()["recipes"] if r["name"] == recipe)
+    reason = next(b["reason"] for b in status["backends"] if b["name"] == backend)
     if reason is not None:
         return error(400, f"backend {backend!r} cannot train {recipe!r} here: {reason}")
     try:

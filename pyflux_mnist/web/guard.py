@@ -30,7 +30,7 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 class BodyTooLarge(Exception):
-    """Raised inside ``receive`` when a streamed body passes the limit."""
+    """Raised inside ``receive`` when a streamed body passes the limit; its message is the 413's."""
 
 
 def allowed_hosts(host: str, port: int, extra: Iterable[str] = ()) -> frozenset[str]:
@@ -96,7 +96,7 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self._too_large())
             return message
 
         async def tracked_send(message: Message) -> None:

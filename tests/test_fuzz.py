@@ -364,3 +364,11 @@ def test_image_preprocessing(src) -> None:
 @given(image_cases)
 def test_fuzz_image_preprocessing(src) -> None:
     _check_image(src)
+
+
+@needs_photo
+@pytest.mark.parametrize("high_byte", [5, 127])
+def test_a_png_chunk_declaring_more_than_the_file_allocates_nothing_big(high_byte) -> None:
+    """Found by the fuzzer: byte 33 is the high byte of the IDAT chunk's length, so this 82-byte PNG
+    declares an IDAT of 83 MB (or 2.1 GB), and Pillow skips the chunk by reading that many bytes."""
+    _check_image(_encoded("PNG", "RGB", 1, 4, 0, 0, [(33, high_byte)]))

@@ -783,8 +783,11 @@ def strip(t: Trace, height: int = 200) -> Image.Image:
 
     For a person to see where a prediction went wrong; :func:`preprocess_strip` makes it from a file.
     """
-    pad, title = 8, 22
-    font = ImageFont.load_default(size=14)  # Pillow's scalable font (pillow>=10.1, as pictures uses)
+    # Captions grow with the strip (14 px at the default height, 21 px for the web page's 300) so they stay
+    # legible when the strip is shown scaled down to a page's width.
+    size = max(14, round(height * 0.07))
+    pad, title = 8, size + 8
+    font = ImageFont.load_default(size=size)  # Pillow's scalable font (pillow>=10.1, as pictures uses)
     photo = Image.fromarray(t.photo).convert("RGB")
     f = height / photo.size[1]
     shown = photo.resize((max(1, round(photo.size[0] * f)), height), Image.Resampling.BOX)

@@ -409,3 +409,24 @@ def test_bench_help_gives_the_real_default_steps() -> None:
     assert default_steps(pm.get_recipe("flux-tutorial"), 60000) == 10
     assert default_steps(pm.get_recipe("keras"), 60000) == 469
     assert default_steps(pm.get_recipe("rashid"), 60000) == 2000
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly() -> None:
+    """`pyflux-mnist info | head -1`: once head has gone, writing to the pipe fails; that is no error of the
+    user's, so no `Error:` line and no traceback, and the exit code SIGPIPE would give (141)."""
+    import os
+    import subprocess
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "pyflux_mnist", "info"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert r.returncode == 141 and r.stderr == ""

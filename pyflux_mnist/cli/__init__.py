@@ -1,11 +1,15 @@
 """The ``pyflux-mnist`` command: a click group; each command family lives in its own module.
 
 User errors (:class:`~pyflux_mnist.errors.PyfluxError`) become one line on stderr and exit code 1; with
-``--verbose`` the traceback is printed too. Usage errors are click's (exit code 2). Ctrl-C exits 130.
+``--verbose`` the traceback is printed too. Usage errors are click's (exit code 2). Ctrl-C exits 130; a
+reader that stops reading our output (``| head``) ends the command quietly with 141, as SIGPIPE would.
 """
 
 from __future__ import annotations
 
+import os
+import select
+import sys
 import traceback
 from typing import Any
 
@@ -14,7 +18,7 @@ import click
 from ..errors import PyfluxError
 from ..userpaths import escape, os_error_line
 from ..version import __version__
-from .common import ERROR_EXIT, INTERRUPT_EXIT, SuggestingGroup
+from .common import BROKEN_PIPE_EXIT, ERROR_EXIT, INTERRUPT_EXIT, SuggestingGroup
 
 
 class Group(SuggestingGroup):
@@ -25,6 +29,11 @@ class Group(SuggestingGroup):
             return super().invoke(ctx)
         except PyfluxError as e:
             self._fail(ctx, str(e), getattr(e, "exit_code", ERROR_EXIT))
+        except BrokenPipeError as e:
+            if _stdout_gone():  # the reader of our output went away (`pyflux-mnist info | head -1`)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush too
+                ctx.exit(BROKEN_PIPE_EXIT)
+            self._fail(ctx, os_error_line(e), ERROR_EXIT)
         except OSError as e:  # a user's path we could not create, read or write: name it, in one line
             self._fail(ctx, os_error_line(e), ERROR_EXIT)
         except MemoryError:
@@ -45,6 +54,17 @@ class Group(SuggestingGroup):
             traceback.print_exc()
         click.echo(f"Error: {escape(message)}", err=True)
         ctx.exit(code)
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe nobody reads any more (and not some other pipe of ours): the
+    write end of a pipe whose readers have all gone polls as an error."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() here, or no real stdout
+        return False
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

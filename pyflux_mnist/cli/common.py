@@ -20,6 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_EXIT = 1
 INTERRUPT_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what `cmd | head` gives a program that dies of the signal
 
 
 class SuggestingGroup(click.Group):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 import time
 from collections.abc import Iterator
 
@@ -355,3 +356,29 @@ def test_a_crash_in_one_request_is_a_500_and_the_server_goes_on(client, server, 
     monkeypatch.undo()
     r = client.post("/api/predict", content=png(drawing(mnist)), headers={"Content-Type": "image/png"})
     assert r.status_code == 200
+
+
+def test_a_child_that_writes_much_to_stderr_does_not_block_the_run(client, server, monkeypatch):
+    """Julia's first use, say, prints far more than a pipe holds (64 KiB) before any result: the follower
+    reads stdout to its end before stderr, so stderr must not be a pipe the child can fill and block on."""
+    from pyflux_mnist.web import state
+
+    chatty = (
+        "import sys; sys.stdin.read(); "
+        "sys.stderr.write('x' * 300_000 + '\\nlast words\\n'); sys.stderr.flush()"
+    )
+    result = '; print(\'{"event": "error", "message": "boom"}\')'
+
+    def run_until_settled(code: str) -> dict:
+        monkeypatch.setattr(state, "WORKER", [sys.executable, "-c", code])
+        assert client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 2}).status_code == 202
+        deadline = time.time() + 60  # a blocked child would never settle: fail, don't hang
+        while (now := client.get("/api/train").json())["state"] in ("starting", "running"):
+            assert time.time() < deadline, "the run never ended: the child is blocked on its stderr"
+            time.sleep(0.05)
+        return now
+
+    end = run_until_settled(chatty + result)
+    assert end["state"] == "failed" and end["message"] == "boom"
+    end = run_until_settled(chatty)  # no result at all: the message ends with stderr's last line
+    assert end["state"] == "failed" and end["message"].endswith("(exit 0): last words")

@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -112,6 +113,11 @@ def training_options() -> dict[str, Any]:
     return {"recipes": recipes}
 
 
+# The training child: reads its spec as JSON on stdin, writes JSON lines of progress and result on stdout.
+WORKER = [sys.executable, "-m", "pyflux_mnist.web.train_worker"]
+STDERR_TAIL = 4096  # bytes of the child's stderr kept for the message when it dies without a result
+
+
 class TrainingJob:
     """One training run in a child process (see :mod:`~pyflux_mnist.web.train_worker`), followed by a
     thread that reads its progress; :meth:`snapshot` is what the page is told about it."""
@@ -148,12 +154,11 @@ class TrainingJob:
         self.thread = threading.Thread(target=self._follow, name="pyflux-mnist-train", daemon=True)
 
     def start(self) -> None:
+        # stderr goes to a file, not a pipe: the follower reads stdout to its end first, and a child that
+        # wrote more than a pipe holds to stderr (Julia's first-use output, say) would block forever.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _stderr_tail when the run ends)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pyflux_mnist.web.train_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True
         )
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(self.spec))
@@ -184,8 +189,8 @@ class TrainingJob:
                     self._losses.append(float(event["loss"]))
             else:
                 last = event
-        stderr = self.process.stderr.read() if self.process.stderr else ""
         code = self.process.wait()
+        stderr = self._stderr_tail()
         kind = last.get("event")
         if kind == "done":
             try:
@@ -204,6 +209,12 @@ class TrainingJob:
         else:
             tail = stderr.strip().splitlines()[-1:] or ["no message"]
             self._finish("failed", f"the training process ended without a result (exit {code}): {tail[0]}")
+
+    def _stderr_tail(self) -> str:
+        with self._stderr:
+            size = self._stderr.seek(0, 2)
+            self._stderr.seek(max(0, size - STDERR_TAIL))
+            return self._stderr.read().decode("utf-8", "replace")
 
     def _finish(self, state: str, message: str) -> None:
         with self._lock:

@@ -34,7 +34,7 @@ from ..mnist import MnistData, cache_dir, load_mnist
 from ..photo import strip, trace
 from ..recipes import get_recipe
 from .guard import BodyTooLarge, Guard
-from .state import BusyError, Loaded, TrainingJob, file_loaded, training_options
+from .state import RUNNING, BusyError, Loaded, TrainingJob, file_loaded, training_options
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -316,12 +316,12 @@ async def training_events(request: Request) -> Response:
         while not server.closing:
             snap = job.snapshot(since)
             since = snap["next"]
+            if snap["state"] not in RUNNING:  # the last new points travel with `end`, never twice
+                yield f"event: end\ndata: {json.dumps(snap)}\n\n"
+                return
             if snap["points"] or snap["state"] != last:
                 yield f"event: progress\ndata: {json.dumps(snap)}\n\n"
                 last = snap["state"]
-            if not job.running:
-                yield f"event: end\ndata: {json.dumps(snap)}\n\n"
-                return
             if await request.is_disconnected():
                 return
             await asyncio.sleep(EVENT_POLL_S)

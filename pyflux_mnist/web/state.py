@@ -115,6 +115,7 @@ def training_options() -> dict[str, Any]:
 
 # The training child: reads its spec as JSON on stdin, writes JSON lines of progress and result on stdout.
 WORKER = [sys.executable, "-m", "pyflux_mnist.web.train_worker"]
+RUNNING = ("starting", "running")  # a job's states before it ends: done, stopped or failed
 STDERR_TAIL = 4096  # bytes of the child's stderr kept for the message when it dies without a result
 
 
@@ -222,7 +223,7 @@ class TrainingJob:
 
     @property
     def running(self) -> bool:
-        return self.state in ("starting", "running")
+        return self.state in RUNNING
 
     def snapshot(self, since: int = 0) -> dict[str, Any]:
         """The job's state and the (step, loss) points from index ``since`` on."""

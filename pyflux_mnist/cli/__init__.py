@@ -29,12 +29,10 @@ class Group(SuggestingGroup):
             return super().invoke(ctx)
         except PyfluxError as e:
             self._fail(ctx, str(e), getattr(e, "exit_code", ERROR_EXIT))
-        except BrokenPipeError as e:
-            if _stdout_gone():  # the reader of our output went away (`pyflux-mnist info | head -1`)
+        except OSError as e:  # a user's path we could not create, read or write: name it, in one line
+            if isinstance(e, BrokenPipeError) and _stdout_gone():  # our reader went away (`... | head -1`)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush too
                 ctx.exit(BROKEN_PIPE_EXIT)
-            self._fail(ctx, os_error_line(e), ERROR_EXIT)
-        except OSError as e:  # a user's path we could not create, read or write: name it, in one line
             self._fail(ctx, os_error_line(e), ERROR_EXIT)
         except MemoryError:
             self._fail(

@@ -248,10 +248,12 @@ function load_optimiser_state!(tr::Trainer, t::Integer, slots...)
             copyto!(dst, Array{Float32}(a))
         end
     end
-    if tr.optimiser == "adam"
-        for l in ls
-            l === nothing && continue
-            l.state = (l.state[1], l.state[2], adam_beta_t(l.rule, l.state[1], t))  # Leaf is mutable
+    live = filter(!isnothing, ls)
+    if tr.optimiser == "adam" && !isempty(live)
+        # One rule (`Flux.setup`'s) and one eltype (Float32) for every leaf: replay it once, not per leaf.
+        βt = adam_beta_t(live[1].rule, live[1].state[1], t)
+        for l in live
+            l.state = (l.state[1], l.state[2], βt)  # Leaf is mutable
         end
     end
     tr.t = t
@@ -286,7 +288,10 @@ function evaluate(model::Chain, loss::AbstractString, X, labels)
 end
 evaluate(tr::Trainer, loss::AbstractString, X, labels) = evaluate(tr.model, loss, X, labels)
 
-"""`(Julia version, Flux version)` as strings, for reports."""
-versions() = (string(VERSION), string(pkgversion(Flux)))
+"""`(Julia, Flux, Optimisers as Flux loaded it, Julia threads)` as strings, for reports: what really runs."""
+function versions()
+    optimisers = pkgversion(Flux.Optimisers)
+    return (string(VERSION), string(pkgversion(Flux)), string(optimisers), string(Threads.nthreads()))
+end
 
 end # module

@@ -61,7 +61,7 @@ class Module:
 
 class PyFluxMNIST:
     def versions(self):
-        return ("1.11.5", "0.16.11")
+        return ("1.11.5", "0.16.11", "0.4.8", 1)
 
     def boom(self):
         raise JuliaError("ArgumentError: expected X with 784 rows", "backtrace")
@@ -82,6 +82,11 @@ class Main:
     @staticmethod
     def sprint(f, e):
         return f"{e}\\nStacktrace:\\n [1] top-level scope"
+
+    @staticmethod
+    def seval(code):
+        assert code == "string(pkgversion(PythonCall))", code
+        return "0.9.37"
 
     showerror = None
 """
@@ -127,7 +132,13 @@ def test_environment_is_set_before_juliacall_is_imported(fake_juliacall):
     assert juliacall.ENV_AT_IMPORT == {"PYTHON_JULIACALL_THREADS": "1"}
     assert [str(jb.module_path())] == juliacall.INCLUDED  # the path, passed as an argument
     assert jb.load() is julia and len(juliacall.INCLUDED) == 1  # once per process
-    assert julia.versions() == ("1.11.5", "0.16.11")
+    assert julia.versions() == {
+        "julia": "1.11.5",
+        "flux": "0.16.11",
+        "optimisers": "0.4.8",
+        "pythoncall": "0.9.37",
+        "threads": "1",
+    }
 
 
 def test_warns_when_torch_came_first(fake_juliacall, monkeypatch):

@@ -69,6 +69,23 @@ def backend_status(recipe: Recipe | None = None) -> dict[str, str | None]:
     return status
 
 
+def backend_availability() -> dict[str, str]:
+    """``{name: "available" | "unavailable: why" | "not checked: why"}``, what ``info`` says; starts
+    nothing, so a backend that only its first use can confirm (Flux: juliacall installed, Julia not yet
+    started) is "not checked", never "available"."""
+    lines: dict[str, str] = {}
+    for name, reason in backend_status().items():
+        unconfirmed = None if reason is not None else _load(name).unconfirmed()
+        lines[name] = (
+            f"unavailable: {reason}"
+            if reason is not None
+            else f"not checked: {unconfirmed}"
+            if unconfirmed
+            else "available"
+        )
+    return lines
+
+
 def available_backends() -> list[str]:
     return [name for name, reason in backend_status().items() if reason is None]
 
@@ -116,6 +133,7 @@ __all__ = [
     "Backend",
     "Trainer",
     "available_backends",
+    "backend_availability",
     "backend_detail_lines",
     "backend_details",
     "backend_names",

@@ -82,6 +82,11 @@ class Backend(ABC):
         """``None`` if this backend can run here, else one line saying why not and how to fix it."""
         return None
 
+    def unconfirmed(self) -> str | None:
+        """``None`` if :meth:`unavailable_reason`'s answer is final; else why this backend, not known to be
+        unavailable, is not known to work either until it starts (``info`` says so rather than "available")."""
+        return None
+
     def check_recipe(self, recipe: Recipe) -> None:
         """Refuse a recipe whose update rule this backend does not implement."""
         if recipe.rule not in self.rules:

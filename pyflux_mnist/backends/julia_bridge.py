@@ -25,9 +25,10 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 import warnings
-from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,12 @@ import numpy as np
 
 from .. import settings
 from ..blas import blas_threads, set_blas_threads
-from ..errors import BackendUnavailable, PyfluxError, first_line
+from ..errors import BackendUnavailable, PyfluxError, first_line, unexpected_line
 
 JULIA_SWITCH = settings.JULIA.name  # "0" turns the Flux backend off
 THREADS_ENV = settings.JULIA_THREADS.name
 BLAS_ENV = settings.BLAS_THREADS.name
 JULIACALL_THREADS = settings.JULIACALL_THREADS.name
-DOCS = "docs/flux-backend.md"
 
 INSTALL_HINT = (
     "the Flux backend needs Julia: pip install 'pyflux-mnist[julia]' (first use downloads Julia and Flux)"
@@ -76,34 +76,46 @@ def unavailable_reason() -> str | None:
 def setup_failure_message(error: BaseException) -> str:
     """One line for "juliacall is installed but could not give us Julia + Flux" (offline, no Julia...).
 
-    The offline fix it names is the one that works on a fresh environment: juliacall's own EXE + PROJECT
-    pair, which bypasses juliapkg. ``PYTHON_JULIAPKG_OFFLINE=yes`` does not: juliapkg then skips writing the
-    project and adding packages (pyjuliapkg 0.1.28 ``deps.py`` l.558, ``if not STATE["offline"]:`` around
-    all of it), so a new venv's project stays empty and ``using PythonCall`` fails.
+    It stands on its own (a pip user has no ``docs/``): the commands of the offline fix that works on a
+    fresh environment, juliacall's own EXE + PROJECT pair, which bypasses juliapkg.
+    ``PYTHON_JULIAPKG_OFFLINE=yes`` does not: juliapkg then skips writing the project and adding packages
+    (pyjuliapkg 0.1.28 ``deps.py`` l.558, ``if not STATE["offline"]:`` around all of it), so a new venv's
+    project stays empty and ``using PythonCall`` fails.
     """
     detail = first_line(error)
     return (
-        f"juliacall could not set up Julia and Flux ({detail}); offline, set {settings.JULIACALL_EXE.name} "
-        f"(a julia) and {settings.JULIACALL_PROJECT.name} (a Julia project that already has Flux and "
-        f"{pinned_pythoncall()}) "
-        "together, or start the backend once with internet access "
-        f"(see {DOCS}, section 'Offline and existing Julia')"
+        f"juliacall could not set up Julia and Flux ({detail}); offline, make a Julia project with Flux and "
+        f"the PythonCall your juliacall pins: julia --project=DIR -e '{offline_pkg_add()}', then set "
+        f"{settings.JULIACALL_EXE.name}=/path/to/bin/julia and {settings.JULIACALL_PROJECT.name}=DIR "
+        "(absolute) together; or start the backend once with internet access"
     )
 
 
-def pinned_pythoncall() -> str:
-    """``PythonCall =0.9.37``: the PythonCall version the installed juliacall requires, read from its
-    ``juliapkg.json`` without importing it (importing juliacall starts Julia)."""
+def offline_pkg_add(pythoncall: str | None = None) -> str:
+    """The Julia code that adds Flux and juliacall's PythonCall to a project, offline recipe's first step.
+
+    One ``Vector{PackageSpec}``: ``["Flux", PackageSpec(...)]`` would be a ``Vector{Any}``, for which Pkg has
+    no ``add`` method (Pkg release-1.10 ``src/API.jl`` l.144-148 and l.179: ``add`` takes a
+    ``Vector{<:AbstractString}``, a ``Vector{PackageSpec}`` or a ``Vector{<:NamedTuple}``).
+    """
+    version = pythoncall or pinned_pythoncall()
+    spec = f'name="PythonCall", version="{version}"' if version else 'name="PythonCall"'
+    return f'using Pkg; Pkg.add([Pkg.PackageSpec(name="Flux"), Pkg.PackageSpec({spec})])'
+
+
+def pinned_pythoncall() -> str | None:
+    """``0.9.37``: the PythonCall version the installed juliacall requires (``"=0.9.37"`` in its
+    ``juliapkg.json``, read without importing juliacall, which would start Julia); ``None`` if unknown."""
     import json
 
     spec = importlib.util.find_spec("juliacall")
     for folder in (spec.submodule_search_locations or []) if spec is not None else []:
         try:
             deps = json.loads((Path(folder) / "juliapkg.json").read_text())
-            return f"PythonCall {deps['packages']['PythonCall']['version']}"
+            return str(deps["packages"]["PythonCall"]["version"]).removeprefix("=")
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    return "the PythonCall version your juliacall pins"
+    return None
 
 
 def translate_julia_error(error: BaseException, showerror: Any = None) -> JuliaRuntimeError:
@@ -186,6 +198,9 @@ class Julia:
     juliacall: Any
     host: Any  # the juliacall.newmodule namespace the file was included into
     module: Any  # PyFluxMNIST
+    #: Seconds of the first load in this process: ``julia_start`` (``import juliacall``: Julia, juliapkg's
+    #: set-up on a first run, PythonCall) and ``using_flux`` (including PyFluxMNIST.jl).
+    timings: dict[str, float] = field(default_factory=dict)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """``PyFluxMNIST.<name>(args...; kwargs...)`` (juliacall spells ``f!`` as ``f_b``)."""
@@ -204,9 +219,24 @@ class Julia:
     def _showerror(self, exception: Any) -> str:
         return str(self.juliacall.Main.sprint(self.juliacall.Main.showerror, exception))
 
-    def versions(self) -> tuple[str, str]:
-        julia, flux = self.call("versions")
-        return str(julia), str(flux)
+    def versions(self) -> dict[str, str]:
+        """What really runs: Julia, Flux, Optimisers (Flux's, as loaded), PythonCall, and Julia's threads.
+
+        PythonCall is read in ``Main``, where juliacall loads it (juliacall 0.9.37 ``__init__.py`` l.293,
+        ``using PythonCall``); the rest from ``PyFluxMNIST.versions()``.
+        """
+        julia, flux, optimisers, threads = self.call("versions")
+        try:
+            pythoncall = str(self.juliacall.Main.seval("string(pkgversion(PythonCall))"))
+        except Exception as e:  # a report must not fail over one version string
+            pythoncall = f"? ({unexpected_line(e)})"
+        return {
+            "julia": str(julia),
+            "flux": str(flux),
+            "optimisers": str(optimisers),
+            "pythoncall": pythoncall,
+            "threads": str(threads),
+        }
 
     def set_blas_threads(self, n: int) -> None:
         self.host.seval("import LinearAlgebra")
@@ -228,6 +258,7 @@ def load() -> Julia:
             raise BackendUnavailable(reason)
         _warn_import_order()
         configure_environment()
+        t0 = time.perf_counter()
         try:
             import juliacall
         except ImportError:
@@ -235,13 +266,15 @@ def load() -> Julia:
         except Exception as e:  # juliapkg could not find/download Julia or resolve Flux; PythonCall failed
             _failure = setup_failure_message(e)
             raise BackendUnavailable(_failure) from e
+        t1 = time.perf_counter()
         try:
             host = juliacall.newmodule("PyFluxMNISTHost")
             module = host.include(str(module_path()))  # the path is an argument, never pasted into code
         except juliacall.JuliaError as e:
             _failure = setup_failure_message(e)
             raise BackendUnavailable(_failure) from e
-        julia = Julia(juliacall, host, module)
+        timings = {"julia_start": t1 - t0, "using_flux": time.perf_counter() - t1}
+        julia = Julia(juliacall, host, module, timings)
         _pin_blas(julia)
         _julia = julia
         return julia
@@ -276,19 +309,43 @@ def julia_status(start: bool = False) -> dict[str, Any]:
         "juliacall": _dist_version("juliacall"),
         "julia": None,
         "flux": None,
+        "optimisers": None,
+        "pythoncall": None,
         "started": _julia is not None,
         "julia_threads": settings.JULIACALL_THREADS.get(),
     }
     if status["reason"] is None and (start or _julia is not None):
         try:
             julia = load()
-            status["julia"], status["flux"] = julia.versions()
+            found = julia.versions()
+            status["julia_threads"] = found.pop("threads")
+            status.update(found)
             status["blas_threads"] = julia.blas_threads()
             status["started"] = True
         except PyfluxError as e:
             status["reason"] = str(e)
+        except Exception as e:  # a JuliaError (e.g. reading BLAS threads) is a finding, not a crash
+            status["reason"] = f"Julia started but failed: {unexpected_line(e)}"
     status["available"] = status["reason"] is None
     return status
+
+
+def unconfirmed() -> str | None:
+    """Why the Flux backend, though not known to be unavailable, is not known to work either: juliacall is
+    installed but Julia has not started in this process (it may still be missing, or offline). ``None``
+    once Julia runs here, or when :func:`unavailable_reason` already says no. Never starts Julia."""
+    if _julia is not None or unavailable_reason() is not None:
+        return None
+    return (
+        "juliacall is installed, Julia and Flux not checked yet (the first use sets them up; "
+        "`pyflux-mnist doctor --backend flux` checks)"
+    )
+
+
+def required(environ: Mapping[str, str] | None = None) -> bool:
+    """``PYFLUX_MNIST_JULIA=1`` (or yes, true, on), as in CI: the Flux backend must work there, so the
+    Julia tests fail instead of skipping when it cannot. Parsed by the package's own yes/no parser."""
+    return settings.JULIA.flag(environ)
 
 
 def _dist_version(name: str) -> str | None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 import numpy as np
 
-from ..backends import backend_status, get_backend
+from ..backends import get_backend
 from ..blas import blas_libraries
 from ..checkpoint import DEFAULT_EVERY
 from ..errors import PyfluxError, TrainingInterrupted
@@ -400,17 +400,16 @@ def info(model_path: str | None, as_json: bool) -> None:
     """Package version, which backends can run here (and why not), BLAS, threads and every setting; with
     MODEL, what that model file holds (its recipe and any changes to it, who trained it, its accuracy)."""
     from .. import settings
-    from ..backends import backend_detail_lines, backend_details
+    from ..backends import backend_availability, backend_detail_lines, backend_details
 
     model = model_info(model_path) if model_path else None
-    status = backend_status()
     out: dict[str, Any] = {
         "version": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "backends": {name: ("available" if r is None else f"unavailable: {r}") for name, r in status.items()},
+        "backends": backend_availability(),
         "backend_details": {name: d for name, d in backend_details().items() if d},
         "blas": blas_info(),
         **({"model": model} if model else {}),

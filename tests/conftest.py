@@ -20,10 +20,11 @@ def _start_julia_before_torch() -> None:
     docs/src/faq.md, "Heap corruption when using PyTorch"), and test_parity_torch.py imports torch when it is
     collected. So when the Julia tests must run (``PYFLUX_MNIST_JULIA=1``, as in CI), start Julia here, before
     any test module is collected. A failure is remembered by the bridge and reported by the Julia tests."""
-    if os.environ.get("PYFLUX_MNIST_JULIA") != "1":
-        return
     from pyflux_mnist.backends import julia_bridge
     from pyflux_mnist.errors import BackendUnavailable
+
+    if not julia_bridge.required():
+        return
 
     with contextlib.suppress(BackendUnavailable):
         julia_bridge.load()

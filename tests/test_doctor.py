@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from click.testing import CliRunner
 from pyflux_mnist.backends import BACKENDS, julia_bridge
 from pyflux_mnist.backends.numpy_backend import NumpyBackend
 from pyflux_mnist.cli import cli
-from pyflux_mnist.doctor import LOSS_RTOL, N_TEST, doctor
+from pyflux_mnist.doctor import LOSS_RTOL, N_TEST, check_backends, doctor
 from pyflux_mnist.errors import SpecError
 
 
@@ -145,6 +144,27 @@ def test_damaged_data_fails(tmp_path, mnist_dir) -> None:
     assert not report.ok and len(report.failures()) == 1 and "t10k-labels-idx1-ubyte" in report.failures()[0]
 
 
+def test_a_backend_named_but_unavailable_fails(mnist_dir, monkeypatch) -> None:
+    """Issue 21 item 6: ``doctor --backend flux`` without Julia printed ``skip`` and exited 0, "ok": true."""
+    monkeypatch.setenv(julia_bridge.JULIA_SWITCH, "0")  # no Julia, on any machine
+    result = CliRunner().invoke(cli, ["doctor", "--backend", "flux", "--data-dir", str(mnist_dir), "--json"])
+    assert result.exit_code == 1, result.output
+    assert "Error: backend flux: not available: the Flux backend is switched off" in result.output
+    rows = doctor(str(mnist_dir), ["flux"]).rows
+    assert [(r.item, r.status) for r in rows if r.check == "backend"] == [("flux", "FAIL")]
+    # Unnamed (every backend), an unavailable one is still a skip, as before.
+    rows, _ = check_backends(["flux"])
+    assert [(r.item, r.status) for r in rows] == [("flux", "skip")]
+
+
+def test_a_near_miss_backend_name_gets_did_you_mean() -> None:
+    """Issue 23 item 8: ``doctor --backend pytorch`` answers with the registry's "did you mean"."""
+    result = CliRunner().invoke(cli, ["doctor", "--backend", "pytorch"])
+    assert result.exit_code == 2 and "did you mean 'torch'?" in result.output, result.output
+    with pytest.raises(SpecError, match="did you mean 'torch'"):
+        doctor(None, ["pytorch"])
+
+
 def test_unknown_backend_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["doctor", "--backend", "tensorflow"])
     assert result.exit_code == 2 and "tensorflow" in result.output
@@ -154,7 +174,7 @@ def test_unknown_backend_is_a_usage_error() -> None:
 
 # --- the Flux path: needs Julia + Flux (skipped here, with the reason) ------------------------------------
 
-REQUIRED = os.environ.get(julia_bridge.JULIA_SWITCH) == "1"
+REQUIRED = julia_bridge.required()
 _reason = julia_bridge.unavailable_reason()
 
 

@@ -6,8 +6,6 @@ Julia/Flux cannot be set up). With ``PYFLUX_MNIST_JULIA=1`` (CI) an unavailable 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from twin_cases import CASES, near_tie
@@ -19,7 +17,7 @@ from pyflux_mnist.init import init_params
 from pyflux_mnist.recipes import FLUX_TUTORIAL
 from pyflux_mnist.spec import InitSpec, ModelSpec, OptimizerSpec
 
-REQUIRED = os.environ.get(julia_bridge.JULIA_SWITCH) == "1"
+REQUIRED = julia_bridge.required()
 _reason = julia_bridge.unavailable_reason()
 
 pytestmark = [

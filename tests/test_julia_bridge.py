@@ -3,6 +3,7 @@ translation, and the startup sequence against a stand-in ``juliacall`` module.""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 import warnings
@@ -49,9 +50,14 @@ class JuliaError(Exception):
     def exception(self):
         return self.args[0]
 
+    def __str__(self):  # like juliacall's: showerror, then the backtrace
+        return f"{self.args[0]}\\nStacktrace:\\n [1] top-level scope"
+
 
 class Module:
     def seval(self, code):
+        if "get_num_threads" in code and os.environ.get("FAKE_JULIACALL_BLAS_FAIL"):
+            raise JuliaError("UndefVarError: `get_num_threads` not defined", "backtrace")
         return 1 if "get_num_threads" in code else (lambda *args: None)
 
     def include(self, path):
@@ -190,6 +196,117 @@ def test_julia_status_starts_julia_only_when_asked(fake_juliacall):
     assert (status["julia"], status["flux"]) == ("1.11.5", "0.16.11")
 
 
+def test_what_really_ran_is_reported(fake_juliacall):
+    """Issue 21 item 2: the Julia the bridge used, Flux, Optimisers, PythonCall and Julia's threads, as
+    Julia reports them (the stand-in's numbers here), in info's line and in doctor's backend row."""
+    from pyflux_mnist.backends.flux_backend import FluxBackend
+
+    status = jb.julia_status(start=True)
+    found = {k: status[k] for k in ("julia", "flux", "optimisers", "pythoncall", "julia_threads")}
+    assert found == {
+        "julia": "1.11.5",
+        "flux": "0.16.11",
+        "optimisers": "0.4.8",
+        "pythoncall": "0.9.37",
+        "julia_threads": "1",
+    }
+    flux = FluxBackend()
+    assert flux.version().startswith("Flux 0.16.11, Optimisers 0.4.8, Julia 1.11.5, PythonCall 0.9.37")
+    line = flux.details_line() or ""
+    for part in ("julia 1.11.5", "flux 0.16.11", "optimisers 0.4.8", "pythoncall 0.9.37", "1 thread(s)"):
+        assert part in line, line
+
+
+def test_a_julia_error_while_reporting_is_a_reason_not_a_crash(fake_juliacall, monkeypatch):
+    """Issue 21 item 6: a JuliaError reading BLAS threads escaped julia_status (it caught only PyfluxError)
+    and crashed doctor."""
+    monkeypatch.setenv("FAKE_JULIACALL_BLAS_FAIL", "1")
+    status = jb.julia_status(start=True)
+    assert not status["available"]
+    error = "JuliaError: UndefVarError: `get_num_threads` not defined"
+    assert status["reason"] == f"Julia started but failed: {error}"
+
+
+def test_version_raises_when_julia_cannot_be_set_up(fake_juliacall, monkeypatch):
+    """Issue 21 item 6: version() returned "" there, so doctor's backend row said ok with no version."""
+    from pyflux_mnist.backends.flux_backend import FluxBackend
+    from pyflux_mnist.doctor import check_backends
+
+    monkeypatch.setenv("FAKE_JULIACALL_FAIL", "Could not download Julia")
+    rows, usable = check_backends(["flux"])  # not named, yet juliacall is there: its failure is a FAIL
+    assert [(r.item, r.status) for r in rows] == [("flux", "FAIL")] and not usable
+    assert "Could not download Julia" in rows[0].detail
+    with pytest.raises(BackendUnavailable, match="could not set up Julia and Flux"):
+        FluxBackend().version()
+
+
+def test_load_library_goes_through_the_bridge(fake_juliacall, monkeypatch):
+    """Issue 21 item 7: bench's load_library imported juliacall itself, so a set-up failure came out raw
+    (``URLError: <urlopen error ...>``), with no hint, and was not remembered."""
+    from pyflux_mnist.backends.flux_backend import FluxBackend
+
+    monkeypatch.setenv("FAKE_JULIACALL_FAIL", "<urlopen error [Errno -2] Name or service not known>")
+    with pytest.raises(BackendUnavailable) as e:
+        FluxBackend().load_library()
+    assert str(e.value).startswith("juliacall could not set up Julia and Flux (<urlopen error [Errno -2]")
+    assert "PYTHON_JULIACALL_PROJECT" in str(e.value)
+    assert jb.unavailable_reason() == str(e.value)  # remembered
+
+
+def test_load_library_times_julia_and_flux(fake_juliacall):
+    from pyflux_mnist.backends.flux_backend import FluxBackend
+
+    timings = FluxBackend().load_library()
+    assert set(timings) == {"julia_start", "using_flux", "import"}
+    assert timings["import"] == pytest.approx(timings["julia_start"] + timings["using_flux"])
+    assert "juliacall" in sys.modules
+
+
+def test_info_does_not_call_flux_available_before_julia_ran(fake_juliacall):
+    """Issue 21 item 6: with juliacall installed, info said ``flux available`` though Julia may be missing
+    or offline; it starts nothing, so it can only say "not checked"."""
+    from click.testing import CliRunner
+
+    from pyflux_mnist.backends import backend_availability
+    from pyflux_mnist.cli import cli
+
+    assert backend_availability()["flux"].startswith("not checked: juliacall is installed")
+    result = CliRunner().invoke(cli, ["info"])
+    assert result.exit_code == 0, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("backend      flux")]
+    assert "not checked" in line and "available" not in line.replace("unavailable", "")
+    assert "juliacall" not in sys.modules  # info started nothing
+    jb.load()
+    assert backend_availability()["flux"] == "available"  # once Julia runs, it is known
+
+
+def test_conftest_requires_julia_for_any_yes(tmp_path):
+    """Issue 21 item 12: conftest tested ``== "1"`` while the package reads yes/true/on as yes too."""
+    import os
+    import subprocess
+
+    record = tmp_path / "juliacall_imported"
+    fake = f"open({str(record)!r}, 'w').write('yes')\n" + textwrap.dedent(FAKE_JULIACALL)
+    (tmp_path / "juliacall.py").write_text(fake)
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    tests = Path(__file__).resolve().parent
+    for name in ("conftest.py", "subset.py"):
+        shutil.copy(tests / name, tmp_path / name)
+    path = os.pathsep.join([str(tmp_path), *sys.path])
+    env = {**os.environ, "PYFLUX_MNIST_JULIA": "yes", "PYTHONPATH": path}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_nothing.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert record.exists()  # Julia (the stand-in) was started before collection
+    assert jb.required({"PYFLUX_MNIST_JULIA": "yes"}) and not jb.required({"PYFLUX_MNIST_JULIA": "0"})
+    assert not jb.required({})
+
+
 def test_setup_failure_is_one_line_naming_the_offline_settings(fake_juliacall, monkeypatch):
     monkeypatch.setenv("FAKE_JULIACALL_FAIL", "Could not download Julia\nlong details")
     with pytest.raises(BackendUnavailable) as e:
@@ -197,9 +314,11 @@ def test_setup_failure_is_one_line_naming_the_offline_settings(fake_juliacall, m
     msg = str(e.value)
     assert "\n" not in msg and "Could not download Julia" in msg
     # The recipe that works on a fresh venv (defect 3): juliacall's EXE + PROJECT pair, not juliapkg offline.
-    for needle in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIACALL_PROJECT", "together", "Flux", jb.DOCS):
+    for needle in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIACALL_PROJECT", "together", "Flux"):
         assert needle in msg
     assert "PYTHON_JULIAPKG_OFFLINE" not in msg
+    # It stands on its own (issue 21 item 8): the commands, not a docs/ file a pip user does not have.
+    assert "docs/" not in msg and f"julia --project=DIR -e '{jb.offline_pkg_add()}'" in msg
     assert jb.unavailable_reason() == msg  # remembered: juliacall cannot be started twice
     assert jb.julia_status()["reason"] == msg
 
@@ -277,8 +396,9 @@ def test_the_hint_names_the_pythoncall_version_juliacall_pins(tmp_path, monkeypa
     (pkg / "juliapkg.json").write_text('{"packages": {"PythonCall": {"uuid": "x", "version": "=0.9.37"}}}')
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "juliacall", raising=False)
-    assert jb.pinned_pythoncall() == "PythonCall =0.9.37"
-    assert "PythonCall =0.9.37" in jb.setup_failure_message(RuntimeError("no julia"))
+    assert jb.pinned_pythoncall() == "0.9.37"
+    hint = jb.setup_failure_message(RuntimeError("no julia"))
+    assert 'Pkg.PackageSpec(name="PythonCall", version="0.9.37")' in hint
     assert "juliacall" not in sys.modules
 
 

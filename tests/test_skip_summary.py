@@ -33,7 +33,9 @@ def _pytest(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     for name in ("conftest.py", "subset.py"):
         shutil.copy(TESTS / name, suite / name)
     (suite / "test_sample.py").write_text(SAMPLE)
-    clean = {k: v for k, v in os.environ.items() if k not in ("CI", "PYFLUX_MNIST_DATA")}
+    # Nor Julia: the copied conftest would start it (PYFLUX_MNIST_JULIA=1 in CI), once per child, for nothing.
+    dropped = ("CI", "PYFLUX_MNIST_DATA", "PYFLUX_MNIST_JULIA")
+    clean = {k: v for k, v in os.environ.items() if k not in dropped}
     clean["XDG_CACHE_HOME"] = str(tmp_path / "empty-cache")
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)],
@@ -63,3 +65,18 @@ def test_in_ci_missing_data_is_a_failure(tmp_path, env) -> None:
     assert run.returncode == 1, run.stdout + run.stderr
     assert "1 passed, 2 errors" in run.stdout, run.stdout
     assert "skipped because" not in run.stdout
+
+
+def test_the_child_runs_never_start_julia(tmp_path, monkeypatch) -> None:
+    """Issue 21 item 1: with PYFLUX_MNIST_JULIA=1 (CI) each child above started a real Julia (3 starts)."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    record = tmp_path / "juliacall_imported"
+    (fake / "juliacall.py").write_text(
+        f"open({str(record)!r}, 'w').write('yes')\nraise ImportError('stand-in')\n"
+    )
+    monkeypatch.setenv("PYFLUX_MNIST_JULIA", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake), *sys.path]))
+    run = _pytest(tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert not record.exists()

@@ -84,7 +84,7 @@ class Backend(ABC):
 
     def unconfirmed(self) -> str | None:
         """``None`` if :meth:`unavailable_reason`'s answer is final; else why this backend, not known to be
-        unavailable, is not known to work either until it starts (``info`` says so rather than "available")."""
+        unavailable, is not known to work either until it starts (``info`` then says "not checked")."""
         return None
 
     def check_recipe(self, recipe: Recipe) -> None:

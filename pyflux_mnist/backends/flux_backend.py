@@ -139,7 +139,7 @@ class FluxBackend(Backend):
     def details_line(self) -> str | None:
         """Julia's versions and threads when they are known, else why it is unavailable."""
         julia = self.details()
-        if not julia.get("juliacall"):
+        if not julia.get("juliacall") and not julia.get("started"):
             return "juliacall is not installed (see the backend lines above)"
         if julia.get("reason"):
             return f"unavailable: {julia['reason']}"

@@ -4,6 +4,10 @@
 #
 # MNIST_DIR (or ENV["PYFLUX_MNIST_DATA"]) holds the four IDX files, gzipped or not (the gzipped
 # ones are read through the `gzip` command). STEPS defaults to 200, as in the tutorial.
+# On a fresh checkout, first (the checkout has Project.toml but no Manifest.toml):
+#
+#     pyflux-mnist data download --data-dir mnist
+#     julia --project=. -e 'using Pkg; Pkg.instantiate()'
 #
 # The tutorial's own training line,
 #

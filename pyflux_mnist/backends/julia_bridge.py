@@ -211,7 +211,7 @@ class Julia:
         except TypeError as e:
             # A MethodError on the called function itself (wrong argument types or count) reaches Python as a
             # TypeError "Julia: " + showerror (PythonCall.jl 0.9.34 src/JlWrap/any.jl l.56-57, pyjlany_call's
-            # error type; src/JlWrap/base.jl l.124, errset). Any other TypeError is Python's own: re-raised.
+            # error type; src/JlWrap/base.jl l.123, errset). Any other TypeError is Python's own: re-raised.
             if not str(e).startswith("Julia: "):
                 raise
             raise translate_julia_error(e) from e

@@ -18,8 +18,9 @@ from subset import Subset
 def _start_julia_before_torch() -> None:
     """PythonCall's FAQ reports heap corruption when torch is imported before juliacall (PythonCall.jl
     docs/src/faq.md, "Heap corruption when using PyTorch"), and test_parity_torch.py imports torch when it is
-    collected. So when the Julia tests must run (``PYFLUX_MNIST_JULIA=1``, as in CI), start Julia here, before
-    any test module is collected. A failure is remembered by the bridge and reported by the Julia tests."""
+    collected. So when the Julia tests must run (``PYFLUX_MNIST_JULIA=1``, or yes/true/on, as in CI), start
+    Julia here, before any test module is collected. A failure is remembered by the bridge and reported by
+    the Julia tests."""
     from pyflux_mnist.backends import julia_bridge
     from pyflux_mnist.errors import BackendUnavailable
 

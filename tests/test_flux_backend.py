@@ -136,4 +136,7 @@ def test_versions_are_reported(flux):
     status = julia_bridge.julia_status()
     assert status["available"] and status["started"]
     assert status["flux"].split(".")[0] == "0" and status["julia"].startswith("1.")
-    assert flux.version().startswith("Flux ")
+    # What really runs (issue 21 item 2), read from Julia: Optimisers as Flux loaded it, PythonCall, threads.
+    assert status["optimisers"].startswith("0.") and status["pythoncall"].startswith("0.9.")
+    assert int(status["julia_threads"]) >= 1
+    assert flux.version().startswith(f"Flux {status['flux']}, Optimisers {status['optimisers']}, Julia ")

@@ -17,7 +17,6 @@ import http.client
 import os
 import stat
 import sys
-import time
 import urllib.error
 import urllib.request
 import zlib
@@ -30,6 +29,7 @@ import numpy as np
 from . import settings
 from .atomic import atomic_write
 from .errors import DataError
+from .http_deadline import Deadline, opener
 from .idx import IdxError, read_idx_hashed
 from .userpaths import escape, file_kind, make_dirs, os_error_line
 
@@ -69,7 +69,8 @@ MIRRORS: tuple[str, ...] = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 TIMEOUT_S = 30.0  # per read: a mirror silent this long is given up
-#: Per file and mirror, whatever the mirror sends (a drip-feed of one byte a second never trips TIMEOUT_S).
+#: Per file and mirror, over the whole exchange (connect, status line, headers, body), whatever the mirror
+#: sends: a drip-feed of one byte a second, or endless ``100 Continue``, never trips TIMEOUT_S.
 DEADLINE_S = 600.0
 _NO_VERIFY_HINT = (
     "if it is a deliberate MNIST-format dataset (e.g. Fashion-MNIST) use --no-verify (verify=False)"
@@ -347,21 +348,30 @@ def download(name: str, directory: Path, *, progress: bool = True) -> Path:
     The bytes go to a temporary file beside the target, are checked on the fly (gzip integrity, size
     and SHA-256 of the decompressed stream), and only then renamed: concurrent or interrupted downloads
     can never leave a partial file under the real name. Each attempt is bounded in bytes (a gzip of the
-    file cannot be much larger than the file) and in time (:data:`DEADLINE_S`, whatever the mirror sends).
+    file cannot be much larger than the file) and in time (:data:`DEADLINE_S` over the whole exchange,
+    whatever the mirror sends).
     """
     make_dirs(directory)
     target = directory / f"{name}.gz"
-    _remove_stale_temporaries(target)
     failures = []
     for base in mirrors():
         url = base.rstrip("/") + f"/{name}.gz"
+        deadline = Deadline(DEADLINE_S)
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, atomic_write(target) as out:
+            with (
+                deadline.running(),
+                opener(deadline).open(url, timeout=TIMEOUT_S) as response,
+                atomic_write(target) as out,
+            ):
                 _stream(response, out, name, progress)
+                if deadline.expired:  # the last read may have ended cleanly when the sockets shut
+                    raise DataError("deadline")
             return target
         except (OSError, http.client.HTTPException, DataError, ValueError) as e:
             # URLError, HTTPError and timeouts are OSErrors; IncompleteRead is an HTTPException.
-            if isinstance(e, urllib.error.HTTPError):
+            if deadline.expired:
+                reason = f"took longer than {DEADLINE_S:.0f} s; giving up on this mirror"
+            elif isinstance(e, urllib.error.HTTPError):
                 reason = f"HTTP {e.code} {e.reason}"
             elif isinstance(e, urllib.error.URLError):
                 reason = str(e.reason)
@@ -379,16 +389,6 @@ def download(name: str, directory: Path, *, progress: bool = True) -> Path:
     )
 
 
-def _remove_stale_temporaries(target: Path, max_age_s: float = 24 * 3600) -> None:
-    """Temporaries of downloads killed outright (SIGKILL, power loss); young ones may be in progress."""
-    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
-        try:
-            if time.time() - tmp.stat().st_mtime > max_age_s:
-                tmp.unlink()
-        except OSError:
-            pass
-
-
 def _stream(response: Any, out: Any, name: str, progress: bool) -> None:
     """Copy ``response`` to ``out`` while checking the decompressed stream against :data:`FILES`."""
     spec = FILES[name]
@@ -396,13 +396,10 @@ def _stream(response: Any, out: Any, name: str, progress: bool) -> None:
     limit = max_download_bytes(spec)
     if total > limit:
         raise DataError(f"announces {total} bytes; a gzip of {name} is at most {limit}")
-    deadline = time.monotonic() + DEADLINE_S
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip wrapper; checks CRC and length at the end
     sha, size, received, shown = hashlib.sha256(), 0, 0, -1
     try:
-        while chunk := response.read1(1 << 16):  # returns what has arrived: the deadline is checked often
-            if time.monotonic() > deadline:
-                raise DataError(f"took longer than {DEADLINE_S:.0f} s; giving up on this mirror")
+        while chunk := response.read1(1 << 16):
             received += len(chunk)
             if received > limit:
                 raise DataError(f"sent more than {limit} bytes, more than a gzip of {name} can be")

@@ -158,7 +158,7 @@ def test_a_killed_save_leaves_a_temporary_that_the_next_save_removes(tmp_path: P
     tiny_model(target)
     assert not left.exists() and all(p.exists() for p in others)
     assert load_model(target).spec.sizes == (784, 4, 10)
-    assert sweep_stale_temporaries(tmp_path) == []
+    assert sweep_stale_temporaries(target) == []
 
 
 def test_a_live_save_is_never_swept(tmp_path: Path) -> None:

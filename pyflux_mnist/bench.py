@@ -26,18 +26,20 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from . import settings
 from .backends import REFERENCE, backend_names, backend_status, check_name, library_versions
 from .bench_worker import SGEMM_N
-from .errors import SpecError
+from .errors import STOP_SIGNALS, SpecError, TrainingInterrupted
 from .prepare import steps_per_epoch
 from .spec import Recipe
 
@@ -145,10 +147,12 @@ class WorkerProcess:
             text=True,
             bufsize=1,
             # Its own session: the terminal's Ctrl-C reaches only us, and we end the workers (see stop), so
-            # no worker prints a traceback of its own or finishes a long step first.
+            # no worker prints a traceback of its own or finishes a long step first. SIGTERM and SIGHUP to
+            # us end them the same way (stop_signals_raise); if we die outright, the kernel ends them
+            # (bench_worker.die_with_parent).
             start_new_session=True,
         )
-        self.send(config)
+        self.send({**config, "parent": os.getpid()})
 
     def send(self, message: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
@@ -195,6 +199,26 @@ class WorkerProcess:
             if stream is not None:
                 with contextlib.suppress(OSError):  # a worker that died leaves a broken pipe
                     stream.close()
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """While workers run, SIGTERM and SIGHUP raise, as Ctrl-C does, so the workers are ended with us (their
+    own session keeps every signal sent to our process group from them) and the command ends in one line
+    with 128 + the signal. Off the main thread no handler can be installed; nothing changes there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        raise TrainingInterrupted(STOP_SIGNALS[signum], exit_code=128 + signum)
+
+    previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS if s != signal.SIGINT}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 # --- the benchmark ------------------------------------------------------------------------------------
@@ -285,15 +309,18 @@ def run_bench(
     workers: dict[str, WorkerProcess] = {}
     started: list[WorkerProcess] = []  # every process, ended at once if anything (Ctrl-C) interrupts
     try:
-        # A backend that cannot express the recipe is unavailable too.
-        _start_workers(backends, backend_status(config_recipe), base, threads, rows, workers, started, say)
-        sgemm = WorkerProcess("sgemm", {**base, "backend": "sgemm"}, threads)
-        started.append(sgemm)
-        result["machine"]["blas"] = sgemm.receive().get("threads", {}).get("blas", [])
-        sgemm_rounds = _timed_rounds(workers, rows, sgemm, repeat, steps, say)
-        sgemm.ask({"cmd": "finish"})
-        sgemm.close()
-        _finish_workers(workers, rows, say)
+        with stop_signals_raise():
+            # A backend that cannot express the recipe is unavailable too.
+            _start_workers(
+                backends, backend_status(config_recipe), base, threads, rows, workers, started, say
+            )
+            sgemm = WorkerProcess("sgemm", {**base, "backend": "sgemm"}, threads)
+            started.append(sgemm)
+            result["machine"]["blas"] = sgemm.receive().get("threads", {}).get("blas", [])
+            sgemm_rounds = _timed_rounds(workers, rows, sgemm, repeat, steps, say)
+            sgemm.ask({"cmd": "finish"})
+            sgemm.close()
+            _finish_workers(workers, rows, say)
     except BaseException:
         for worker in started:
             worker.stop()

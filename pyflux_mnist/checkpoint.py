@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import SLOTS, slot_key
-from .errors import DivergedError, ModelFileError, PyfluxError
+from .errors import STOP_SIGNALS, DivergedError, ModelFileError, PyfluxError
 from .model import FORMAT as MODEL_FORMAT
 from .model import entry_name, recipe_from_meta
 from .safe_npz import open_npz, read_array, read_meta, write_npz
@@ -208,8 +208,9 @@ class StopFlag:
     """While active, the first SIGINT (Ctrl-C) only sets :attr:`requested`; training stops at the next step
     boundary, so the saved state is never half an update. A second Ctrl-C interrupts at once."""
 
-    #: SIGTERM (``kill``, a job scheduler's time limit, ``docker stop``) is handled like Ctrl-C.
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    #: SIGTERM (``kill``, a job scheduler's time limit, ``docker stop``) and SIGHUP (the terminal closed)
+    #: are handled like Ctrl-C.
+    SIGNALS = tuple(STOP_SIGNALS)
 
     def __init__(self) -> None:
         self.requested = False
@@ -224,12 +225,12 @@ class StopFlag:
 
     @property
     def exit_code(self) -> int:
-        """128 + the signal, as shells report it: 130 for Ctrl-C, 143 for SIGTERM."""
+        """128 + the signal, as shells report it: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
         return 128 + int(self.signum or signal.SIGINT)
 
     @property
     def what(self) -> str:
-        return "terminated (SIGTERM)" if self.signum == signal.SIGTERM else "interrupted"
+        return STOP_SIGNALS[self.signum or signal.SIGINT]
 
     @contextlib.contextmanager
     def active(self) -> Iterator[StopFlag]:

@@ -7,7 +7,17 @@ and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable
+
+#: The signals that end a run cleanly (at a step boundary, with a final checkpoint when there is one),
+#: each with the words its one line starts with: Ctrl-C, ``kill`` / a scheduler's time limit, a closed
+#: terminal. The exit code is 128 + the signal, as shells report it: 130, 143, 129.
+STOP_SIGNALS: dict[int, str] = {
+    signal.SIGINT: "interrupted",
+    signal.SIGTERM: "terminated (SIGTERM)",
+    **({signal.SIGHUP: "hung up (SIGHUP)"} if hasattr(signal, "SIGHUP") else {}),
+}
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
@@ -44,8 +54,8 @@ class DivergedError(PyfluxError):
 
 
 class TrainingInterrupted(PyfluxError):
-    """Ctrl-C or SIGTERM during training: the run stopped cleanly between two steps (exit code 130 for
-    SIGINT, 143 for SIGTERM, as shells report them).
+    """Ctrl-C, SIGTERM or SIGHUP during training (:data:`STOP_SIGNALS`): the run stopped cleanly between two
+    steps (exit code 128 + the signal, as shells report it).
 
     The message says what happened; each command adds what is true for it (``train`` can resume from a
     checkpoint, ``tutorial`` and ``reproduce`` cannot) with :meth:`with_advice`.

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import lzma
+import math
 import os
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import ModelFileError, first_line
-from .spec import MAX_PARAMETERS
+from .spec import MAX_LAYERS, MAX_PARAMETERS
 from .userpaths import UserPathError, escape, open_regular, os_error_line
 from .version import __version__
 
@@ -33,6 +35,12 @@ MAX_ARRAY_BYTES = 1 << 30
 #: entry is read): each entry alone may be within MAX_ARRAY_BYTES while many of them exhaust memory. A
 #: checkpoint of the largest network (MAX_PARAMETERS weights, Adam's two slots) plus 10 million losses fits.
 MAX_TOTAL_BYTES = 3 * 4 * MAX_PARAMETERS + 8 * 10_000_000 + (16 << 20)
+#: The most entries any pyflux-mnist file holds: a checkpoint of the deepest network (W and b per layer,
+#: each with up to two optimiser slots) plus meta, opt.t and losses. Counted before anything else is read.
+MAX_ENTRIES = 6 * MAX_LAYERS + 3
+#: The zip's end-of-central-directory record: its signature, and how far from the end it may start.
+_EOCD = b"PK\x05\x06"
+_EOCD_SEARCH = 22 + 0xFFFF
 #: What a damaged or hostile .npz can make zipfile, zlib, lzma and NumPy raise while reading it (found by
 #: fuzzing: an "encrypted" flag bit gives RuntimeError, an unknown compression method NotImplementedError).
 READ_ERRORS = (
@@ -63,21 +71,23 @@ def write_npz(
 
 
 @contextlib.contextmanager
-def open_npz(path: Path, what: str) -> Iterator[Any]:
+def open_npz(path: Path, what: str, meta: bool = True) -> Iterator[Any]:
     """``np.load(path, allow_pickle=False)``, with every way the file can be missing, unreadable or not
-    ours turned into one :class:`ModelFileError` line (``what``: "model file", "checkpoint")."""
+    ours turned into one :class:`ModelFileError` line (``what``: "model file", "checkpoint"; ``meta``:
+    whether the file must have a metadata entry)."""
     try:
         with open_regular(path, what) as f:
             head = f.read(8)
             if head[:4] != b"PK\x03\x04":  # not a zip: never let np.load read a bare .npy or pickle
                 raise not_npz(head, path, what)
+            count_entries(f, path)
             f.seek(0)
             loaded = np.load(f, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ModelFileError(escape(f"{path} is not a pyflux-mnist {what} (not a .npz archive)"))
             with loaded as npz:
                 check_entries(npz, path)
-                if "meta" not in npz.files:
+                if meta and "meta" not in npz.files:
                     raise ModelFileError(escape(f"{path} is not a pyflux-mnist {what}: no metadata entry"))
                 yield npz
     except ModelFileError:
@@ -92,17 +102,45 @@ def open_npz(path: Path, what: str) -> Iterator[Any]:
         raise ModelFileError(escape(f"{path} is not a readable {what}: {first_line(e)}")) from None
 
 
+def count_entries(f: Any, path: Path) -> None:
+    """Refuse a zip whose end record declares more than :data:`MAX_ENTRIES` entries, before its directory is
+    parsed (40,000 empty entries used to take 26 s to check). A file without the record is left to the zip
+    reader, which refuses it."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - _EOCD_SEARCH))
+    tail = f.read()
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) < at + 12:
+        return
+    (count,) = struct.unpack("<H", tail[at + 10 : at + 12])
+    if count > MAX_ENTRIES:  # 0xFFFF (a ZIP64 count) included: no file of ours needs one
+        raise ModelFileError(
+            escape(f"{path}: its zip directory lists {count:,} entries; a pyflux-mnist file has at most "
+                   f"{MAX_ENTRIES}")
+        )  # fmt: skip
+
+
 def check_entries(npz: Any, path: Path) -> None:
-    """Before any entry is read: no name twice (the last would silently win) and a bounded total size.
+    """Before any entry is read: at most :data:`MAX_ENTRIES`, each named ``NAME.npy`` (NumPy would also
+    answer to a bare ``NAME`` entry, and prefer it), no name twice (the last would silently win), and a
+    bounded total size.
 
     The sizes are the zip directory's declared uncompressed sizes; each entry's own ``.npy`` header is
     checked against them later (:func:`member_header`), and zipfile stops reading at the declared size.
     """
     infos = npz.zip.infolist()
-    names = [i.filename for i in infos]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ModelFileError(escape(f"{path}: entry {dupes[0]} appears more than once; refusing to guess"))
+    if len(infos) > MAX_ENTRIES:
+        raise ModelFileError(
+            escape(f"{path}: {len(infos):,} entries; a pyflux-mnist file has at most {MAX_ENTRIES}")
+        )
+    seen: set[str] = set()
+    for info in infos:
+        name = info.filename
+        if not name.endswith(".npy"):
+            raise ModelFileError(escape(f"{path}: entry {name!r} is not a .npy array; refusing to guess"))
+        if name in seen:
+            raise ModelFileError(escape(f"{path}: entry {name} appears more than once; refusing to guess"))
+        seen.add(name)
     total = sum(i.file_size for i in infos)
     if total > MAX_TOTAL_BYTES:
         raise ModelFileError(
@@ -110,6 +148,13 @@ def check_entries(npz: Any, path: Path) -> None:
                 f"{path}: its entries declare {total:,} bytes in all, more than any pyflux-mnist file holds"
             )
         )
+
+
+def read_member(npz: Any, name: str) -> np.ndarray:
+    """Entry ``NAME.npy``, read by that exact name only (never NumPy's lookup, which tries ``NAME`` first),
+    without pickles. Call :func:`member_header` first: it bounds what this allocates."""
+    with npz.zip.open(f"{name}.npy") as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 #: The first bytes of files people pass by mistake, and what to call them.
@@ -146,9 +191,29 @@ def read_json_meta(npz: Any, path: Path) -> Any:
     if dtype.kind != "U" or shape != ():
         raise ModelFileError(f"{path}: metadata must be one JSON string, got {dtype} {shape}")
     try:
-        return json.loads(str(npz["meta"]))
+        return json.loads(
+            str(read_member(npz, "meta")), parse_constant=_no_constant, parse_float=_finite_float
+        )
     except json.JSONDecodeError as e:
         raise ModelFileError(f"{path}: metadata is not valid JSON ({e.msg})") from None
+    except _NonFinite as e:
+        raise ModelFileError(f"{path}: metadata holds {e}, not a finite number") from None
+
+
+class _NonFinite(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in JSON (Python's json accepts them; no JSON reader must)."""
+
+
+def _no_constant(token: str) -> Any:
+    raise _NonFinite(token)
+
+
+def _finite_float(token: str) -> float:
+    """A JSON number such as ``1e999`` parses to infinity: refused like ``Infinity`` itself."""
+    value = float(token)
+    if not math.isfinite(value):
+        raise _NonFinite(token[:40])
+    return value
 
 
 #: The type each known metadata field must have (it is printed and compared; a dict as a backend name
@@ -169,8 +234,22 @@ META_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+#: The range of each numeric metadata field that has one (inclusive).
+META_RANGES: dict[str, tuple[float, float]] = {
+    "steps": (0, math.inf),
+    "every": (1, math.inf),
+    "steps_done": (0, math.inf),
+    "total_steps": (0, math.inf),
+    "final_loss": (0.0, math.inf),
+    "train_accuracy": (0.0, 1.0),
+    "test_accuracy": (0.0, 1.0),
+}
+
+
 def check_meta_types(meta: dict[str, Any], path: Path) -> None:
-    """Every known metadata field has its type (booleans are not numbers); strings are short and printable."""
+    """Every known metadata field has its type (booleans are not numbers) and range (numbers finite: a
+    NaN accuracy would make every later JSON answer about the model fail); strings are short and
+    printable."""
     for key, types in META_TYPES.items():
         value = meta.get(key)
         if value is None:  # absent: the reader that needs it says so
@@ -178,6 +257,10 @@ def check_meta_types(meta: dict[str, Any], path: Path) -> None:
         if isinstance(value, bool) or not isinstance(value, types):
             kind = {str: "a string", int: "an integer"}.get(types[0], "a number")
             raise ModelFileError(escape(f"{path}: metadata {key!r} must be {kind}, got {value!r:.60}"))
+        low, high = META_RANGES.get(key, (-math.inf, math.inf))
+        if isinstance(value, float | int) and not (low <= value <= high and math.isfinite(value)):
+            span = f"{low:g}..{high:g}" if math.isfinite(high) else f"a finite number >= {low:g}"
+            raise ModelFileError(escape(f"{path}: metadata {key!r} must be {span}, got {value!r:.60}"))
         if isinstance(value, str) and (len(value) > 200 or not value.isprintable()):
             raise ModelFileError(
                 escape(f"{path}: metadata {key!r} is not a short printable string: {value[:60]!r}")
@@ -243,7 +326,7 @@ def read_array(npz: Any, name: str, dtype: type, shape: tuple[int, ...], path: P
         raise ModelFileError(
             f"{path}: {name} should be {np.dtype(dtype)} {shape}, found {declared_dtype} {declared_shape}"
         )
-    a = npz[name]
+    a = read_member(npz, name)
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         raise ModelFileError(f"{path}: {name} contains NaN or Inf")
     return a

@@ -52,6 +52,9 @@ MAX_WIDTH = 65536
 #: Upper bound on a network's parameters (256 MiB of float32; 784-65536-10 fits): widths alone would allow
 #: 784-65536-65536-...-10, gigabytes per layer, which a model file could name to make a loader allocate them.
 MAX_PARAMETERS = 1 << 26
+#: Upper bound on the Dense layers (the deepest recipe has 4): it bounds the entries a model file or
+#: checkpoint may hold, which are counted before anything in such a file is read.
+MAX_LAYERS = 32
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class ModelSpec:
             raise SpecError(f"a model needs at least an input and an output size, got {sizes}")
         if sizes[0] != 784 or sizes[-1] != 10:
             raise SpecError(f"an MNIST model maps 784 pixels to 10 classes, got sizes {sizes}")
+        if len(sizes) - 1 > MAX_LAYERS:
+            raise SpecError(f"a network may have at most {MAX_LAYERS} layers, got {len(sizes) - 1}")
         if any(not 1 <= s <= MAX_WIDTH for s in sizes):
             raise SpecError(f"layer sizes must be between 1 and {MAX_WIDTH}, got {sizes}")
         n_params = sum(o * i + o for i, o in itertools.pairwise(sizes))

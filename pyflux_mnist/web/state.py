@@ -8,6 +8,7 @@ training run is a child process running :func:`pyflux_mnist.training.train` (see
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from ..backends import backend_status
-from ..errors import PyfluxError
+from ..errors import ModelFileError, PyfluxError
 from ..model import Model, load_model
 from ..recipes import RECIPES
-from ..training import TrainResult, check_seed, resolve_recipe
+from ..safe_npz import member_header, open_npz, read_array
+from ..training import MAX_STEPS, TrainResult, check_seed, resolve_recipe
+from ..userpaths import escape
 
 
 class BusyError(PyfluxError):
@@ -69,16 +72,29 @@ def file_loaded(path: Path, source: str = "file", version: int = 1) -> Loaded:
     """A model file, with its modification time as 'when trained' and losses from a sidecar if present."""
     model = load_model(path)
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
-    losses, epoch_steps = None, None
-    sidecar = losses_path(path)
-    if sidecar.exists():
-        try:
-            with np.load(sidecar, allow_pickle=False) as npz:
-                losses = np.asarray(npz["losses"], np.float64)
-                epoch_steps = int(npz["epoch_steps"]) or None
-        except (OSError, KeyError, ValueError):  # a damaged sidecar only costs the loss curve
-            losses, epoch_steps = None, None
+    losses, epoch_steps = read_loss_curve(losses_path(path))
     return Loaded(model, version, source, stamp, losses, epoch_steps)
+
+
+def read_loss_curve(sidecar: Path) -> tuple[np.ndarray | None, int | None]:
+    """The losses and steps per epoch saved beside a model (:func:`save_trained`), read through the safe
+    container (a regular file, bounded sizes, exact dtypes and shapes). A missing sidecar is simply no
+    curve; any other failure is no curve too, said once on stderr: it only costs the picture."""
+    if not os.path.lexists(sidecar):
+        return None, None
+    try:
+        with open_npz(sidecar, "loss curve", meta=False) as npz:
+            if set(npz.files) != {"losses", "epoch_steps"}:
+                raise ModelFileError(f"{sidecar}: expected entries losses, epoch_steps")
+            shape, _ = member_header(npz, "losses", sidecar, 8 * MAX_STEPS)
+            if len(shape) != 1:
+                raise ModelFileError(f"{sidecar}: losses should be one row, found shape {shape}")
+            losses = read_array(npz, "losses", np.float64, shape, sidecar)
+            epoch_steps = int(read_array(npz, "epoch_steps", np.int64, (), sidecar))
+    except ModelFileError as e:
+        print(escape(f"pyflux-mnist: no loss curve: {e}"), file=sys.stderr)
+        return None, None
+    return losses, (epoch_steps if 0 < epoch_steps <= MAX_STEPS else None)
 
 
 def losses_path(model_path: Path) -> Path:
@@ -93,7 +109,9 @@ def save_trained(result: TrainResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     result.model.save(path)
     with atomic_write(losses_path(path)) as f:
-        np.savez(f, losses=result.losses, epoch_steps=np.int64(result.epoch_steps or 0))
+        np.savez(
+            f, losses=np.asarray(result.losses, np.float64), epoch_steps=np.int64(result.epoch_steps or 0)
+        )
 
 
 def training_options() -> dict[str, Any]:

@@ -38,6 +38,7 @@ import numpy as np
 
 from .backends.numpy_maths import activation_grad, forward
 from .errors import PyfluxError
+from .model import overflow_error
 from .spec import PIXEL_SCALE
 
 if TYPE_CHECKING:
@@ -115,17 +116,20 @@ def class_scores(model: Model, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     spec, params = model.spec, model.params
     k, c = _input_scale(model)
     X = (pixels * k + c).astype(np.float32)
-    acts = forward(spec, params, X)
-    L = spec.n_layers - 1
-    z = params[2 * L] @ acts[L] + params[2 * L + 1][:, None]
-    z = z - z.max(axis=0, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=0, keepdims=True))
-    target = np.eye(10, pixels.shape[1], dtype=np.float32)
-    dz = target - np.exp(logp)  # d log p[label] / dz
-    dA = params[2 * L].T @ dz
-    for layer in reversed(range(L)):
-        dZ = activation_grad(spec.activations[layer], acts[layer + 1], dA)
-        dA = params[2 * layer].T @ dZ
+    with np.errstate(over="ignore", invalid="ignore"):  # huge weights: refused below, in one line
+        acts = forward(spec, params, X)
+        L = spec.n_layers - 1
+        z = params[2 * L] @ acts[L] + params[2 * L + 1][:, None]
+        z = z - z.max(axis=0, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=0, keepdims=True))
+        target = np.eye(10, pixels.shape[1], dtype=np.float32)
+        dz = target - np.exp(logp)  # d log p[label] / dz
+        dA = params[2 * L].T @ dz
+        for layer in reversed(range(L)):
+            dZ = activation_grad(spec.activations[layer], acts[layer + 1], dA)
+            dA = params[2 * layer].T @ dZ
+    if not (np.all(np.isfinite(logp)) and np.all(np.isfinite(dA))):
+        raise overflow_error()
     return logp, dA * k
 
 

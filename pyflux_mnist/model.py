@@ -94,10 +94,7 @@ class Model:
         with np.errstate(over="ignore", invalid="ignore"):
             probs = numpy_maths.probabilities(self.spec, self.params, self.inputs(images)).T
         if not np.all(np.isfinite(probs)):
-            raise ModelFileError(
-                "the model's outputs are not finite numbers (its weights overflow float32); "
-                "the model file is damaged or was not trained by pyflux-mnist"
-            )
+            raise overflow_error()
         return probs
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -113,6 +110,14 @@ class Model:
         arrays = {entry_name(i): p for i, p in enumerate(self.params)}
         meta = {"recipe": self.recipe.to_dict(), **self.meta}
         return write_npz(path, FORMAT, FORMAT_VERSION, "model", meta, arrays)
+
+
+def overflow_error() -> ModelFileError:
+    """What a model whose arithmetic overflows float32 (finite but huge weights) is told, wherever it runs."""
+    return ModelFileError(
+        "the model's outputs are not finite numbers (its weights overflow float32); "
+        "the model file is damaged or was not trained by pyflux-mnist"
+    )
 
 
 def entry_name(i: int) -> str:

@@ -46,13 +46,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .atomic import output_target
+from .errors import ImageError, PyfluxError
+from .picture_files import save_picture
 from .raster import box_blur as _box_blur
 from .raster import components as _components
 from .raster import erode, max_filter, min_filter
 from .raster import otsu as _otsu
 from .sheet import MIN_SIDE, Sheet, find_sheet, whiteness
-from .userpaths import file_kind, os_error_line
+from .userpaths import check_name_length, file_kind, os_error_line
 
 if TYPE_CHECKING:
     from .model import Model
@@ -905,17 +907,20 @@ def _save_digits(
             base = f"{stem}-{k}"
         used.update((f"{base}.png", f"{base}-strip.png"))
         out, steps = folder / f"{base}.png", folder / f"{base}-strip.png"
+        try:  # both names first: never the digit saved and then its strip refused
+            for where, what in ((out, "preprocessed digit"), (steps, "preprocessing strip")):
+                check_name_length(where, what)
+                output_target(where)
+        except PyfluxError as e:
+            r["save_error"] = str(e)
+            continue
         for image, where, key in (
             (Image.fromarray(t.digit, "L"), out, "preprocessed"),
             (strip(t), steps, "strip"),
         ):
             try:
-                image.save(where)
-            except (OSError, ValueError) as e:
-                r["save_error"] = (
-                    os_error_line(e, where, "cannot write")
-                    if isinstance(e, OSError)
-                    else f"cannot write {where}: {e}"
-                )
+                save_picture(image, where)  # atomic, and never onto a device node or FIFO
+            except PyfluxError as e:
+                r["save_error"] = str(e)
                 break
             r[key] = str(where)

@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import click
 
 from .. import settings
+from ..atomic import output_target
 from ..backends import REFERENCE, backend_names
 from ..errors import PyfluxError, did_you_mean
-from ..userpaths import check_name_length
+from ..userpaths import check_name_length, escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,15 +77,30 @@ def backend_option(f: F) -> F:
 
 
 def check_writable(path: str | None, what: str) -> None:
-    """Fail before hours of training, not after: the output's folder must exist and be writable."""
+    """Fail before hours of training, not after: the output's folder must exist and be writable, and the
+    output itself must be something a save may replace (:func:`~pyflux_mnist.atomic.output_target`: never
+    a device node, FIFO or folder; a symbolic link is written through, and this says so)."""
     if path is None:
         return
     check_name_length(path, what)
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
     if Path(path).is_dir():
         raise PyfluxError(f"cannot write the {what} to {path}: it is a directory")
+    try:
+        target = output_target(path)
+    except PyfluxError as e:
+        raise PyfluxError(f"cannot write the {what}: {e}") from None
+    if target != Path(path):
+        progress(
+            escape(
+                f"note: {path} is a symbolic link; the {what} will replace the file it points to: {target}"
+            )
+        )
+    parent = target.resolve().parent
+    if not parent.is_dir():
+        there = next((p for p in (parent, *parent.parents) if p.exists()), None)
+        if there is not None and not there.is_dir():
+            raise PyfluxError(f"cannot write the {what} to {path}: {there} is not a folder")
+        raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} is not writable")
 

@@ -59,6 +59,7 @@ def reproduce(
     names, all_, backend, seed, seeds, all_seeds, markdown_path, data_dir, offline, as_json
 ) -> None:
     """Reproduce tutorials: NAME... (or --all) beside each article's published test accuracy."""
+    from ..atomic import atomic_write
     from ..errors import SpecError, TrainingInterrupted
     from ..mnist import load_mnist
     from ..reproduce import parse_seeds, render_markdown, render_table, reproduce, resolve_names
@@ -91,8 +92,9 @@ def reproduce(
         progress.close()
     if markdown_path:
         command = " ".join(sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else ""
-        with open(markdown_path, "w", encoding="utf-8") as f:
-            f.write(render_markdown(rows, command=command.removeprefix("reproduce ")))
+        text = render_markdown(rows, command=command.removeprefix("reproduce "))
+        with atomic_write(markdown_path) as f:
+            f.write(text.encode("utf-8"))
     if as_json:
         echo_json([r.to_dict() for r in rows])
         return

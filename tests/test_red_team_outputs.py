@@ -156,8 +156,9 @@ def test_bench_outputs_onto_a_link_to_a_device_are_refused_before_any_work(tmp_p
 
 
 def test_save_preprocessed_never_replaces_a_fifo(tmp_path: Path, mnist) -> None:
-    """Item 3: `predict --save-preprocessed` wrote with Pillow's own `save` (not atomic, and onto a FIFO
-    it blocked for ever). Now every output goes through the one mechanism: refused, the FIFO stays."""
+    """Item 3: `predict --save-preprocessed` wrote with Pillow's own `save` (not atomic; with a FIFO as
+    the strip's name it saved the digit, then failed with "File or stream is not seekable"). Now every
+    output goes through the one mechanism: both names refused up front, the FIFO stays."""
     model = tiny_model(tmp_path / "m.npz")
     png = tmp_path / "seven.png"
     Image.fromarray(255 - mnist.test_images[0]).resize((112, 112)).save(png)
@@ -166,9 +167,9 @@ def test_save_preprocessed_never_replaces_a_fifo(tmp_path: Path, mnist) -> None:
     os.mkfifo(out / "seven-strip.png")
     r = run("predict", str(model), str(png), "--save-preprocessed", str(out), timeout=120)
     assert r.stdout.startswith(f"{png}: "), r.stdout
+    assert not (out / "seven.png").exists()  # both names are checked before either is written
     one_error_line(r, str(out / "seven-strip.png"), "FIFO")
     assert kind(out / "seven-strip.png") == "fifo"
-    assert not (out / "seven.png").exists()  # both names are checked before either is written
 
 
 # --- item 4: npz alias entries -------------------------------------------------------------------------
@@ -363,7 +364,10 @@ def test_non_finite_or_out_of_range_metadata_is_refused(
 def test_serve_refuses_a_nan_model_at_start(tmp_path: Path) -> None:
     """Item 13, the server: the model is loaded before the server starts, so the page never sees it."""
     good = tiny_model(tmp_path / "good.npz", test_accuracy=0.9)
-    text = json.dumps(json.loads(str(np.load(good)["meta"]))).replace("0.9", "NaN")
+    text = json.dumps(json.loads(str(np.load(good)["meta"]))).replace(
+        '"test_accuracy": 0.9', '"test_accuracy": NaN'
+    )
+    assert '"test_accuracy": NaN' in text
     bad = _with_meta(good, tmp_path / "bad.npz", text)
     r = run("serve", str(bad), "--port", "0", timeout=120)
     one_error_line(r, "holds NaN")
@@ -390,8 +394,8 @@ def test_a_254_byte_image_name_saves_neither_picture(tmp_path: Path, mnist) -> N
     out = tmp_path / "out"
     r = run("predict", str(model), str(png), "--save-preprocessed", str(out), timeout=120)
     assert r.stdout.startswith(f"{png}: "), r.stdout
-    one_error_line(r, "-strip.png", "longer than 255 bytes")
     assert list(out.iterdir()) == []
+    one_error_line(r, "-strip.png", "longer than 255 bytes")
 
 
 def test_backquery_on_overflowing_weights_is_the_models_line(tmp_path: Path) -> None:

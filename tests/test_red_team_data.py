@@ -254,3 +254,82 @@ def test_download_caps_do_not_refuse_the_real_files(mnist_dir: Path) -> None:
     for name in FILES:
         assert (mnist_dir / f"{name}.gz").stat().st_size <= mnist_module.max_download_bytes(FILES[name])
     assert np.all([mnist_module.max_download_bytes(f) > f.size for f in FILES.values()])
+
+
+# --- issue 19, item 7: one deadline over the whole exchange ---------------------------------------------
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that answers every connection by calling ``talk(sock)`` until the client
+    hangs up: for exchanges no HTTP library would send (a dripped status line, endless ``100 Continue``)."""
+
+    def __init__(self, talk) -> None:
+        import socket
+
+        self.talk = talk
+        self.sent = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closing = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn) -> None:
+        with conn:
+            conn.recv(65536)  # the request
+            try:
+                for piece in self.talk():
+                    if self.closing.is_set():
+                        return
+                    conn.sendall(piece)
+                    self.sent += len(piece)
+                    time.sleep(0.05)
+            except OSError:  # the client hung up: what we want
+                return
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/m"
+
+    def close(self) -> None:
+        self.closing.set()
+        self.listener.close()
+
+
+def _drip_headers():
+    for byte in b"HTTP/1.1 200 OK\r\n":
+        yield bytes([byte])
+    while True:  # headers, one byte at a time, never ending (each read gets a byte: no timeout trips)
+        for byte in b"X-Pad: aaaaaaaaaaaaaaaa\r\n":
+            yield bytes([byte])
+
+
+def _endless_continue():
+    while True:
+        yield b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.mark.parametrize("talk", [_drip_headers, _endless_continue], ids=["dripped-headers", "100-continue"])
+def test_the_deadline_covers_status_line_and_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, talk
+) -> None:
+    """Issue 19, item 7: a mirror that drips its status line and headers, or answers `100 Continue` for
+    ever, was never cut off (the deadline was checked between body reads only; each header byte resets
+    the per-read timeout). Now one wall-clock deadline (shortened here from 600 s) covers the whole
+    exchange, and the mirror's line says so."""
+    monkeypatch.setattr(mnist_module, "DEADLINE_S", 1.5)
+    server = RawServer(talk)
+    try:
+        _online(monkeypatch, server.url())
+        error = _within(30, download, LABELS, tmp_path, progress=False)
+    finally:
+        server.close()
+    assert isinstance(error, DataError), error
+    assert "took longer than 2 s; giving up on this mirror" in capsys.readouterr().err
+    assert server.sent > 0 and list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -107,3 +108,76 @@ def test_ctrl_c_on_reproduce_says_what_is_true_for_it(mnist_dir) -> None:
     assert "Traceback" not in "\n".join(reproduce.lines)
     assert after[-1].startswith("Error: interrupted after step ") and "in [1/1] rashid seed 0" in after[-1]
     assert "reproduce keeps no checkpoints" in after[-1] and "--checkpoint" not in after[-1]
+
+
+# --- issue 19, item 9: SIGTERM and SIGHUP (a `kill`, a closed terminal), and a parent killed outright -----
+
+
+def _signal_alone(command: Command, sig: int) -> tuple[int, list[str]]:
+    """``sig`` to the command's process only (as `kill PID` or a closing terminal's hang-up would)."""
+    seen = len(command.lines)
+    os.kill(command.proc.pid, sig)
+    code = command.proc.wait(timeout=DEADLINE_S)
+    for reader in command.readers:
+        reader.join(timeout=DEADLINE_S)
+    return code, [line for line in command.lines[seen:] if line.strip()]
+
+
+def _wait_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 30
+    while not all(_gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"workers still running: {[p for p in pids if not _gone(p)]}"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_on_bench_ends_its_workers(mnist_dir, sig) -> None:
+    """Item 9: the parent died of the signal and its workers (in their own session) lived on, for hours at
+    --steps 100000. Now: the workers are ended, one line, exit 128 + the signal."""
+    from pyflux_mnist.errors import STOP_SIGNALS
+
+    bench = Command("bench", "--backends", "numpy", "--steps", "2", "--repeat", "1000", data_dir=mnist_dir)
+    bench.wait_for("round 2/1000")
+    workers = bench.children()
+    assert len(workers) == 2, workers
+    code, after = _signal_alone(bench, sig)
+    assert code == 128 + sig, bench.lines
+    assert after and after[-1] == f"Error: {STOP_SIGNALS[sig]}", after
+    assert len([a for a in after if not a.startswith("round ")]) == 1, after
+    assert not any("Traceback" in line for line in bench.lines), bench.lines
+    _wait_gone(workers)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_bench_workers_die_with_a_parent_killed_outright(mnist_dir) -> None:
+    """Item 9: a parent that cannot clean up (SIGKILL, the OOM killer) left its workers running. Now the
+    kernel ends them (PR_SET_PDEATHSIG, set by each worker at start)."""
+    bench = Command("bench", "--backends", "numpy", "--steps", "2", "--repeat", "1000", data_dir=mnist_dir)
+    bench.wait_for("round 2/1000")
+    workers = bench.children()
+    assert len(workers) == 2, workers
+    code, _ = _signal_alone(bench, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    _wait_gone(workers)
+
+
+def test_sighup_on_train_saves_a_checkpoint_and_exits_129(tmp_path: Path, mnist_dir) -> None:
+    """Item 9: SIGHUP (the terminal closed) to `train --checkpoint` exited 129 silently, the checkpoint
+    up to --checkpoint-every steps old. Now it is handled like SIGTERM: a final checkpoint, one line."""
+    from pyflux_mnist.checkpoint import load_checkpoint
+
+    ck = tmp_path / "run.ckpt.npz"
+    train = Command(
+        "train", "--recipe", "numpy-twolayer", "--hidden", "16", "--steps", "100000",
+        "--checkpoint", str(ck), "--checkpoint-every", "100000", data_dir=mnist_dir,
+    )  # fmt: skip
+    train.wait_for("step ")  # training is under way (its progress lines)
+    code, after = _signal_alone(train, signal.SIGHUP)
+    assert code == 129, train.lines
+    last = after[-1]
+    assert last.startswith("Error: hung up (SIGHUP) after step ") and f"checkpoint saved to {ck}" in last
+    assert not any("Traceback" in line for line in train.lines), train.lines
+    done = load_checkpoint(ck).steps_done
+    assert 0 < done < 100000 and f"after step {done} of 100000" in last

@@ -62,8 +62,14 @@ def write_npz(
     path = Path(path)
     meta = {"format": fmt, "format_version": version, "package_version": __version__, **meta}
     try:
+        text = json.dumps(meta, sort_keys=True, allow_nan=False)  # never write what a load refuses
+    except ValueError:
+        raise ModelFileError(
+            escape(f"cannot save the {what} to {path}: its metadata holds NaN or Inf")
+        ) from None
+    try:
         with atomic_write(path) as f:
-            entries: dict[str, Any] = {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays}
+            entries: dict[str, Any] = {"meta": np.array(text), **arrays}
             np.savez(f, **entries)
     except OSError as e:
         raise ModelFileError(os_error_line(e, path, f"cannot save the {what} to")) from None

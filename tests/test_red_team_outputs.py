@@ -407,3 +407,11 @@ def test_backquery_on_overflowing_weights_is_the_models_line(tmp_path: Path) -> 
     assert "RuntimeWarning" not in r.stderr and "nan" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "bq.png").exists()
+
+
+def test_a_non_finite_metadata_number_is_never_written(tmp_path: Path) -> None:
+    """Item 13, the other side: what a load refuses is never saved (json wrote `NaN` by default)."""
+    target = tmp_path / "m.npz"
+    with pytest.raises(ModelFileError, match="its metadata holds NaN or Inf"):
+        tiny_model(target, test_accuracy=float("nan"))
+    assert list(tmp_path.iterdir()) == []

@@ -46,9 +46,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from .atomic import output_target
+from .atomic import atomic_write, output_target
 from .errors import ImageError, PyfluxError
-from .picture_files import save_picture
 from .raster import box_blur as _box_blur
 from .raster import components as _components
 from .raster import erode, max_filter, min_filter
@@ -918,9 +917,15 @@ def _save_digits(
             (Image.fromarray(t.digit, "L"), out, "preprocessed"),
             (strip(t), steps, "strip"),
         ):
+            png = io.BytesIO()
+            image.save(png, "PNG")  # as it is: the digit stays one grey channel
             try:
-                save_picture(image, where)  # atomic, and never onto a device node or FIFO
+                with atomic_write(where) as f:  # atomic, and never onto a device node or FIFO
+                    f.write(png.getvalue())
             except PyfluxError as e:
                 r["save_error"] = str(e)
+                break
+            except OSError as e:
+                r["save_error"] = os_error_line(e, where, "cannot write")
                 break
             r[key] = str(where)

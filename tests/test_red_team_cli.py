@@ -116,10 +116,15 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, mnist_dir: Path) -> None
          "--data-dir", str(mnist_dir), "--offline", "--json"],
         cwd=REPO, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(8)  # loading MNIST and some steps (no checkpoint is due for a million steps)
-    assert proc.poll() is None, proc.communicate()
+    assert proc.stderr is not None
+    seen = []  # wait for training's first progress line (a fixed sleep was too short on a loaded machine)
+    while not any(": step " in line for line in seen):
+        line = proc.stderr.readline()
+        assert line, "".join(seen)
+        seen.append(line)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
+    err = "".join(seen) + err
     assert proc.returncode == 143, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("Error: terminated (SIGTERM) after step ") and f"checkpoint saved to {ck}" in last

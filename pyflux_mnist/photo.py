@@ -44,8 +44,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from . import decode_cost
 from .atomic import atomic_write, output_target
 from .errors import ImageError, PyfluxError
 from .raster import box_blur as _box_blur
@@ -150,9 +151,13 @@ def _open(fp: BinaryIO, name: str, side: int | None = DETAIL_SIDE) -> Image.Imag
         try:
             img = Image.open(fp, formats=FORMATS)
             _check_size(img, name)
-            if side is not None and img.format in ("JPEG", "MPO") and max(img.size) > side:
-                f = side / max(img.size)
-                img.draft(None, (math.ceil(img.size[0] * f), math.ceil(img.size[1] * f)))
+            frame, scans = img.size, 1
+            if img.format in ("JPEG", "MPO"):
+                scans = decode_cost.jpeg_scans(fp, name)
+                if side is not None and max(img.size) > side:
+                    f = side / max(img.size)
+                    img.draft(None, (math.ceil(img.size[0] * f), math.ceil(img.size[1] * f)))
+            decode_cost.check(img, name, scans, frame)  # memory and time, from the header
             img.load()
         except ImageError:
             raise
@@ -179,7 +184,11 @@ def _check_size(img: Image.Image, name: str) -> None:
 
 
 def _shrink(img: Image.Image, side: int) -> Image.Image:
-    """Reduce a big decoded picture by a whole factor (box filter), its longest side staying >= ``side``."""
+    """Reduce a big decoded picture by a whole factor (box filter), its longest side staying >= ``side``.
+
+    Before any conversion but palette and bilevel (counted by :mod:`.decode_cost`), so a 16-bit picture
+    is reduced as 16 bits, never copied at full size as floats.
+    """
     factor = max(img.size) // side
     if factor < 2:
         return img
@@ -189,8 +198,38 @@ def _shrink(img: Image.Image, side: int) -> Image.Image:
         img = img.convert("L")
     try:
         return img.reduce(factor)
-    except (ValueError, NotImplementedError):  # a mode Pillow cannot reduce: use it in full
-        return img
+    except (ValueError, NotImplementedError):  # a mode reduce() cannot take (I;16): the same, by resize
+        w, h = img.size
+        try:
+            return img.resize((w // factor, h // factor), Image.Resampling.BOX)
+        except (ValueError, NotImplementedError):
+            return img
+
+
+#: EXIF orientation → the transpose that undoes it (as ``ImageOps.exif_transpose``).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The picture at most about 2×DETAIL_SIDE, turned as its EXIF orientation says.
+
+    Shrunk first, turned after: ``ImageOps.exif_transpose`` copies the full-size picture even when there
+    is nothing to turn. A broken EXIF block must not stop us: the pixels are used as stored.
+    """
+    orientation = 1
+    with contextlib.suppress(Exception):
+        orientation = int(img.getexif().get(ExifTags.Base.Orientation, 1))
+    small = _shrink(img, DETAIL_SIDE)
+    method = _ORIENTATION.get(orientation)
+    return small.transpose(method) if method is not None else small
 
 
 def load_grey(src: PathOrImage, name: str | None = None) -> np.ndarray:  # type: ignore[valid-type]
@@ -244,9 +283,7 @@ def _read(src: PathOrImage, name: str | None = None) -> _Picture:  # type: ignor
     else:
         name = name or str(src)
         img = open_image(src)
-    with contextlib.suppress(Exception):  # a broken EXIF block must not stop us: use the pixels as stored
-        img = ImageOps.exif_transpose(img) or img
-    return _Picture(_shrink(img, DETAIL_SIDE))
+    return _Picture(_upright(img))
 
 
 def _array_grey(a: np.ndarray, name: str) -> np.ndarray:
@@ -276,10 +313,12 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
 
 def _image_grey(img: Image.Image) -> np.ndarray:
     mode = img.mode
-    if mode.startswith("I"):  # 16- or 32-bit integer grey
-        a = np.asarray(img).astype(np.float64)
+    if mode.startswith("I"):  # 16- or 32-bit integer grey (already shrunk: see _shrink)
+        a = np.asarray(img)
         top = 65535.0 if (mode.startswith("I;16") or a.max() > 255) else 255.0
-        return np.clip(a * (255 / top), 0, 255).astype(np.float32)
+        grey = a.astype(np.float32)
+        grey *= np.float32(255 / top)
+        return np.clip(grey, 0, 255, out=grey)
     if mode == "F":
         a = np.asarray(img).astype(np.float32)
         if not np.all(np.isfinite(a)):

@@ -38,10 +38,10 @@ import math
 import os
 import stat
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 import numpy as np
 from PIL import ExifTags, Image, ImageDraw, ImageFont, UnidentifiedImageError
@@ -93,6 +93,7 @@ SPECK_FRACTION = 0.05
 SPECK_MARGIN = 0.15
 
 PathOrImage = "str | os.PathLike[str] | Image.Image | np.ndarray"
+_T = TypeVar("_T")
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -101,10 +102,22 @@ PathOrImage = "str | os.PathLike[str] | Image.Image | np.ndarray"
 def open_image(path: str | os.PathLike[str], side: int | None = DETAIL_SIDE) -> Image.Image:
     """Open a raster image file, refusing missing, empty, non-regular, unreadable or absurdly large ones.
 
-    Only the size on disk and the header are read before the checks (size, format, pixel count), so a
-    huge file costs neither time nor memory. JPEG is decoded at the smallest scale that keeps ``side``
-    pixels on the longest side (None: full size).
+    Only the size on disk and the header are read before the checks (size, format, pixel count, the
+    memory and time decoding will need: :mod:`.decode_cost`), so a huge file costs neither time nor
+    memory. JPEG is decoded at the smallest scale that keeps ``side`` pixels on the longest side (None:
+    full size).
     """
+    return _with_file(path, lambda f, name: _open(f, name, side))
+
+
+def decode_need(path: str | os.PathLike[str], side: int | None = DETAIL_SIDE) -> int:
+    """The bytes :func:`open_image` will need to decode ``path``, from its header, after the same checks
+    (an :class:`ImageError` for a file it would refuse). The web server waits for that much room."""
+    return _with_file(path, lambda f, name: _header(f, name, side)[1])
+
+
+def _with_file(path: str | os.PathLike[str], use: Callable[[BinaryIO, str], _T]) -> _T:
+    """``use(file, name)`` on a regular, non-empty file of at most MAX_FILE_BYTES, its errors one line."""
     p = Path(path)
     try:
         st = p.stat()
@@ -122,7 +135,7 @@ def open_image(path: str | os.PathLike[str], side: int | None = DETAIL_SIDE) -> 
         )
     try:
         with _ReadsWithinFile(io.FileIO(p, "rb"), st.st_size) as f:
-            return _open(f, str(p), side)
+            return use(f, str(p))
     except OSError as e:
         raise ImageError(os_error_line(e, p, "cannot read")) from None
 
@@ -146,19 +159,34 @@ class _ReadsWithinFile(io.BufferedReader):
 
 
 def _open(fp: BinaryIO, name: str, side: int | None = DETAIL_SIDE) -> Image.Image:
+    img, _ = _header(fp, name, side)
+    with _image_errors(name):
+        img.load()
+    return img
+
+
+def _header(fp: BinaryIO, name: str, side: int | None) -> tuple[Image.Image, int]:
+    """The image opened (not decoded), checked, JPEG drafted to ``side``; and its decode's bytes."""
+    with _image_errors(name):
+        img = Image.open(fp, formats=FORMATS)
+        _check_size(img, name)
+        frame, scans = img.size, 1
+        if img.format in ("JPEG", "MPO"):
+            scans = decode_cost.jpeg_scans(fp, name)
+            if side is not None and max(img.size) > side:
+                f = side / max(img.size)
+                img.draft(None, (math.ceil(img.size[0] * f), math.ceil(img.size[1] * f)))
+        decode_cost.check(img, name, scans, frame)  # memory and time, from the header
+        return img, decode_cost.cost(img, scans, frame)[0]
+
+
+@contextlib.contextmanager
+def _image_errors(name: str) -> Iterator[None]:
+    """Pillow's many exceptions for a bad file → one :class:`ImageError` line naming it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_size decides
         try:
-            img = Image.open(fp, formats=FORMATS)
-            _check_size(img, name)
-            frame, scans = img.size, 1
-            if img.format in ("JPEG", "MPO"):
-                scans = decode_cost.jpeg_scans(fp, name)
-                if side is not None and max(img.size) > side:
-                    f = side / max(img.size)
-                    img.draft(None, (math.ceil(img.size[0] * f), math.ceil(img.size[1] * f)))
-            decode_cost.check(img, name, scans, frame)  # memory and time, from the header
-            img.load()
+            yield
         except ImageError:
             raise
         except Image.DecompressionBombError:
@@ -169,7 +197,6 @@ def _open(fp: BinaryIO, name: str, side: int | None = DETAIL_SIDE) -> Image.Imag
             raise ImageError(f"{name} is damaged or truncated ({e})") from None
         except MemoryError:
             raise ImageError(f"{name}: not enough memory to decode it") from None
-    return img
 
 
 def _check_size(img: Image.Image, name: str) -> None:
@@ -316,9 +343,9 @@ def _image_grey(img: Image.Image) -> np.ndarray:
     if mode.startswith("I"):  # 16- or 32-bit integer grey (already shrunk: see _shrink)
         a = np.asarray(img)
         top = 65535.0 if (mode.startswith("I;16") or a.max() > 255) else 255.0
-        grey = a.astype(np.float32)
-        grey *= np.float32(255 / top)
-        return np.clip(grey, 0, 255, out=grey)
+        scaled = a.astype(np.float32)
+        scaled *= np.float32(255 / top)
+        return np.clip(scaled, 0, 255, out=scaled)
     if mode == "F":
         a = np.asarray(img).astype(np.float32)
         if not np.all(np.isfinite(a)):

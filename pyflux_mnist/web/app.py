@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -29,11 +30,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..backends import REFERENCE, check_name
+from ..decode_cost import MAX_DECODE_BYTES
 from ..errors import ImageError, PyfluxError, SpecError
 from ..mnist import MnistData, cache_dir, load_mnist
-from ..photo import strip, trace
+from ..photo import decode_need, strip, trace
 from ..recipes import get_recipe
-from .guard import BodyTooLarge, Guard
+from ..userpaths import os_error_line
+from .budget import RETRY_AFTER_S, Budget, Busy
+from .guard import BodyTooLarge, BodyTooSlow, Guard
 from .state import RUNNING, BusyError, Loaded, TrainingJob, file_loaded, training_options
 
 if TYPE_CHECKING:
@@ -49,6 +53,10 @@ PICTURES = ("weights", "backquery", "confusion", "loss")
 STRIP_CAPTION = "how it was read: the sheet found (red), straightened, the digit (green box), the 28×28"
 #: Seconds between two looks at a training run by an open event stream.
 EVENT_POLL_S = 0.1
+#: Uploads decoded at once (two cores), together within one decode's memory budget; a request waits
+#: this long for its turn, then gets 503 with Retry-After.
+DECODES = 2
+DECODE_WAIT_S = 10.0
 
 
 def last_model_path() -> Path:
@@ -68,6 +76,7 @@ class Server:
         self._data_lock = threading.Lock()
         self._picture_lock = threading.Lock()
         self._options: dict[str, Any] | None = None
+        self.decodes = Budget(MAX_DECODE_BYTES, DECODES, what="pictures")
 
     def data(self) -> MnistData:
         with self._data_lock:
@@ -91,7 +100,12 @@ class Server:
                     "wait for it or stop it first"
                 )
             output = last_model_path()
-            output.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                output.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # e.g. XDG_CACHE_HOME names a file: the server's setting, said in one line
+                raise PyfluxError(
+                    f"cannot keep a trained model: {os_error_line(e, output.parent, 'cannot create')}"
+                ) from None
             job = TrainingJob(recipe, backend, seed, steps, epochs, self._data_dir, output, self._switch)
             job.start()
             self.job = job
@@ -154,6 +168,8 @@ async def read_body(request: Request) -> bytes:
         return await request.body()
     except BodyTooLarge as e:
         raise HTTPException(413, str(e)) from None
+    except BodyTooSlow as e:
+        raise HTTPException(408, str(e)) from None
 
 
 def png_data_url(a: np.ndarray) -> str:
@@ -199,30 +215,48 @@ async def predict(request: Request) -> JSONResponse:
         return error(400, "the body is empty: send a PNG or JPEG")
     loaded = server.loaded
     t0 = time.perf_counter()
+    strip_wanted = request.query_params.get("strip") == "1"
+    fd, path = tempfile.mkstemp(prefix="pyflux-mnist-upload-", suffix=".img")  # of the server's naming
     try:
-        strip_wanted = request.query_params.get("strip") == "1"
-        result = await asyncio.to_thread(_predict_bytes, loaded.model, body, strip_wanted)
+        await asyncio.to_thread(_write, fd, body)
+        need = await asyncio.to_thread(_upload_need, path)  # header only: refuses bombs before a turn
+        async with server.decodes.hold(need, DECODE_WAIT_S):
+            result = await asyncio.to_thread(_predict_file, loaded.model, path, strip_wanted)
     except ImageError as e:
         return error(422, str(e))
+    except Busy as e:
+        return JSONResponse({"error": str(e)}, 503, headers={"Retry-After": str(RETRY_AFTER_S)})
+    finally:
+        os.unlink(path)
     result["model_version"] = loaded.version
     result["ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return JSONResponse(result)
 
 
-def _predict_bytes(model: Model, body: bytes, with_strip: bool = False) -> dict[str, Any]:
-    """The upload goes through exactly what ``predict FILE`` does: written to a temporary file of the
-    server's naming (deleted at once), then :func:`~pyflux_mnist.photo.trace` opens it with the same
-    format and decompression-bomb checks. Error messages name "the upload", never the temporary path.
-    ``with_strip``: also the picture of the steps (``predict --save-preprocessed`` writes the same)."""
-    with tempfile.NamedTemporaryFile(prefix="pyflux-mnist-upload-", suffix=".img") as f:
+def _write(fd: int, body: bytes) -> None:
+    with os.fdopen(fd, "wb") as f:
         f.write(body)
-        f.flush()
-        try:
-            t = trace(f.name, name="the upload")
-        except ImageError as e:
-            raise ImageError(str(e).replace(f.name, "the upload")) from None
-        with Image.open(f.name) as img:
-            size = img.size
+
+
+def _upload_need(path: str) -> int:
+    """Bytes decoding the upload will need (:func:`~pyflux_mnist.photo.decode_need`), or its ImageError."""
+    try:
+        return decode_need(path)
+    except ImageError as e:
+        raise ImageError(str(e).replace(path, "the upload")) from None
+
+
+def _predict_file(model: Model, path: str, with_strip: bool = False) -> dict[str, Any]:
+    """The upload goes through exactly what ``predict FILE`` does: :func:`~pyflux_mnist.photo.trace` opens
+    it with the same format, decompression-bomb and decode-cost checks. Error messages name "the
+    upload", never the temporary path. ``with_strip``: also the picture of the steps (``predict
+    --save-preprocessed`` writes the same)."""
+    try:
+        t = trace(path, name="the upload")
+    except ImageError as e:
+        raise ImageError(str(e).replace(path, "the upload")) from None
+    with Image.open(path) as img:
+        size = img.size
     result = answer(model, t.digit)  # t.digit: (28, 28) uint8
     result["size"] = list(size)
     steps = []
@@ -258,6 +292,8 @@ async def start_training(request: Request) -> JSONResponse:
         spec = json.loads(await read_body(request))
     except (ValueError, UnicodeDecodeError) as e:
         return error(400, f"the body is not valid JSON ({e})")
+    except RecursionError:
+        return error(400, "the body is not a training request (JSON nested too deeply)")
     if not isinstance(spec, dict):
         return error(400, 'send a JSON object: {"recipe": ..., "backend": ...}')
     unknown = set(spec) - {"recipe", "backend", "steps", "epochs", "seed"}
@@ -312,16 +348,14 @@ async def training_events(request: Request) -> Response:
         return error(404, "no training run has been started")
 
     async def events() -> AsyncIterator[str]:
-        since, last = 0, None
+        since, seen = 0, -1
         while not server.closing:
-            snap = job.snapshot(since)
-            since = snap["next"]
-            if snap["state"] not in RUNNING:  # the last new points travel with `end`, never twice
-                yield f"event: end\ndata: {json.dumps(snap)}\n\n"
-                return
-            if snap["points"] or snap["state"] != last:
-                yield f"event: progress\ndata: {json.dumps(snap)}\n\n"
-                last = snap["state"]
+            if job.revision != seen:  # something new: the message is built off the event loop
+                seen = job.revision
+                text, since, ended = await asyncio.to_thread(_event, job, since)
+                yield text
+                if ended:
+                    return
             if await request.is_disconnected():
                 return
             await asyncio.sleep(EVENT_POLL_S)
@@ -331,6 +365,13 @@ async def training_events(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _event(job: TrainingJob, since: int) -> tuple[str, int, bool]:
+    """The next event of a stream: its text, the cursor after it, whether it is the last (``end``)."""
+    snap = job.snapshot(since)
+    ended = snap["state"] not in RUNNING  # the last new points travel with `end`, never twice
+    return f"event: {'end' if ended else 'progress'}\ndata: {json.dumps(snap)}\n\n", snap["next"], ended
 
 
 # --- errors -------------------------------------------------------------------------------------------

@@ -27,12 +27,15 @@ START_RECIPE = "keras"
 
 
 def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address, IPv4-mapped ones included (``::ffff:127.0.0.1``)."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -109,7 +112,9 @@ def serve(
     sock = bind(host, port)  # before the model: a busy port fails at once
     port = sock.getsockname()[1]
     wildcard = host in ("0.0.0.0", "::", "")
-    if not is_loopback(host):
+    # The address bound, not the name given: ``127.1`` is 127.0.0.1 once resolved.
+    local = is_loopback(host) or is_loopback(str(sock.getsockname()[0]))
+    if not local:
         say(
             f"Warning: listening on {host}, not only this machine: anyone who can reach it can use the page "
             "and start training runs. Use the default --host 127.0.0.1 unless you mean it."
@@ -119,8 +124,11 @@ def serve(
     # (training runs in its own process with all of them).
     set_blas_threads(1)
     server = Server(loaded, data_dir=data_dir)
-    hosts = allowed_hosts(host, port, [*lan_names(), *LOOPBACK_NAMES] if wildcard else ())
-    shown = "127.0.0.1" if wildcard else (host if ":" not in host else f"[{host}]")
+    extra = [*lan_names(), *LOOPBACK_NAMES] if wildcard else LOOPBACK_NAMES if local else ()
+    hosts = allowed_hosts(host, port, extra)
+    # A loopback address spelled otherwise (127.1, ::ffff:127.0.0.1): a browser sends it normalised.
+    named = host in ("127.0.0.1", "localhost", "::1")
+    shown = "127.0.0.1" if wildcard or (local and not named) else (host if ":" not in host else f"[{host}]")
     url = f"http://{shown}:{port}/"
     config = uvicorn.Config(
         create_app(server, hosts),

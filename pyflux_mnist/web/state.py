@@ -7,6 +7,8 @@ training run is a child process running :func:`pyflux_mnist.training.train` (see
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import json
 import os
 import signal
@@ -135,6 +137,11 @@ def training_options() -> dict[str, Any]:
 WORKER = [sys.executable, "-m", "pyflux_mnist.web.train_worker"]
 RUNNING = ("starting", "running")  # a job's states before it ends: done, stopped or failed
 STDERR_TAIL = 4096  # bytes of the child's stderr kept for the message when it dies without a result
+#: Loss points kept of a run: when there would be more, every other one is dropped (and from then on
+#: only every other one arriving is kept), so a snapshot costs the same after a minute or ten hours.
+MAX_POINTS = 2000
+#: Seconds Stop waits for the child to end after SIGINT before SIGTERM, and after SIGTERM before SIGKILL.
+STOP_GRACE_S = 10.0
 
 
 class TrainingJob:
@@ -162,8 +169,16 @@ class TrainingJob:
         self.output = output
         self._on_done = on_done
         self._lock = threading.Lock()
+        # Points kept (see MAX_POINTS): the arrival number of each (the events' cursor), its step, its loss.
+        self._arrivals: list[int] = []
         self._steps: list[int] = []
         self._losses: list[float] = []
+        self._arrived = 0  # progress events so far
+        self._stride = 1  # keep one arriving point in this many
+        self._last: tuple[int, float] | None = None  # the latest point, kept or not
+        self.revision = 0  # bumps at every change: an event stream builds a message only when it moved
+        self._stop_asked = False
+        self._forced = False  # Stop had to send SIGTERM or SIGKILL
         self.total = 0
         self.state = "starting"  # starting, running, done, stopped, failed
         self.message = ""
@@ -185,9 +200,25 @@ class TrainingJob:
         self.thread.start()
 
     def stop(self) -> None:
-        """Ctrl-C for the run: it stops at the next step boundary, as ``train`` does in a terminal."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+        """Ctrl-C for the run: it stops at the next step boundary, as ``train`` does in a terminal.
+
+        A child that does not end within STOP_GRACE_S (hung in a native library, say) gets SIGTERM, then
+        after as long again SIGKILL: Stop always ends the run.
+        """
+        self._stop_asked = True
+        self._signal(signal.SIGINT, signal.SIGTERM)
+
+    def _signal(self, sig: signal.Signals, then: signal.Signals | None) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self._forced = self._forced or sig != signal.SIGINT
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+        if then is not None:
+            later = signal.SIGKILL if then == signal.SIGTERM else None
+            timer = threading.Timer(STOP_GRACE_S, self._signal, args=(then, later))
+            timer.daemon = True
+            timer.start()
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -202,10 +233,7 @@ class TrainingJob:
             except ValueError:
                 continue
             if event.get("event") == "progress":
-                with self._lock:
-                    self.state, self.total = "running", int(event["total"])
-                    self._steps.append(int(event["step"]))
-                    self._losses.append(float(event["loss"]))
+                self._add(int(event["step"]), float(event["loss"]), int(event["total"]))
             else:
                 last = event
         code = self.process.wait()
@@ -220,9 +248,11 @@ class TrainingJob:
             with self._lock:
                 self.model_version = version
             self._finish("done", f"test accuracy {last['test_accuracy']:.4f}; now using this model")
-        elif kind == "stopped":
-            step = self._steps[-1] if self._steps else 0
-            self._finish("stopped", f"stopped after step {step}; the model in use is unchanged")
+        elif kind == "stopped" or (self._stop_asked and kind != "error"):
+            # Stopped before the child could say so (during its start) or ended by SIGTERM/SIGKILL: stopped.
+            step = self._last[0] if self._last else 0
+            forced = " (it did not stop by itself and was ended)" if self._forced else ""
+            self._finish("stopped", f"stopped after step {step}{forced}; the model in use is unchanged")
         elif kind == "error":
             self._finish("failed", str(last.get("message")))
         else:
@@ -235,27 +265,48 @@ class TrainingJob:
             self._stderr.seek(max(0, size - STDERR_TAIL))
             return self._stderr.read().decode("utf-8", "replace")
 
+    def _add(self, step: int, loss: float, total: int) -> None:
+        """One progress point: kept when its arrival number is a multiple of the stride; past MAX_POINTS,
+        every other point kept is dropped and the stride doubles."""
+        with self._lock:
+            self.state, self.total, self._last = "running", total, (step, loss)
+            if self._arrived % self._stride == 0:
+                self._arrivals.append(self._arrived)
+                self._steps.append(step)
+                self._losses.append(loss)
+                if len(self._arrivals) > MAX_POINTS:
+                    self._stride *= 2
+                    keep = [i for i, a in enumerate(self._arrivals) if a % self._stride == 0]
+                    self._arrivals = [self._arrivals[i] for i in keep]
+                    self._steps = [self._steps[i] for i in keep]
+                    self._losses = [self._losses[i] for i in keep]
+            self._arrived += 1
+            self.revision += 1
+
     def _finish(self, state: str, message: str) -> None:
         with self._lock:
             self.state, self.message = state, message
+            self.revision += 1
 
     @property
     def running(self) -> bool:
         return self.state in RUNNING
 
     def snapshot(self, since: int = 0) -> dict[str, Any]:
-        """The job's state and the (step, loss) points from index ``since`` on."""
+        """The job's state and the (step, loss) points kept that arrived at or after ``since`` (at most
+        MAX_POINTS); ``next`` is the cursor for the following call."""
         with self._lock:
-            points = [[s, loss] for s, loss in zip(self._steps[since:], self._losses[since:], strict=True)]
+            first = bisect.bisect_left(self._arrivals, since)
+            points = [[s, loss] for s, loss in zip(self._steps[first:], self._losses[first:], strict=True)]
             return {
                 "state": self.state,
                 "recipe": self.recipe_name,
                 "backend": self.backend,
-                "step": self._steps[-1] if self._steps else 0,
+                "step": self._last[0] if self._last else 0,
                 "total": self.total,
-                "loss": self._losses[-1] if self._losses else None,
+                "loss": self._last[1] if self._last else None,
                 "points": points,
-                "next": since + len(points),
+                "next": self._arrived,
                 "message": self.message,
                 "model_version": self.model_version,
                 "seconds": round(time.time() - self.started, 1),

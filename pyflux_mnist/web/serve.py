@@ -31,11 +31,19 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        ip = ipaddress.ip_address(host)
+        return ipaddress.ip_address(canonical(host)).is_loopback
     except ValueError:
         return False
+
+
+def canonical(address: str) -> str:
+    """An IP address as a browser writes it (an IPv4-mapped IPv6 address as the IPv4 one)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
     mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    return (mapped or ip).is_loopback
+    return str(mapped or ip)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -112,8 +120,10 @@ def serve(
     sock = bind(host, port)  # before the model: a busy port fails at once
     port = sock.getsockname()[1]
     wildcard = host in ("0.0.0.0", "::", "")
-    # The address bound, not the name given: ``127.1`` is 127.0.0.1 once resolved.
-    local = is_loopback(host) or is_loopback(str(sock.getsockname()[0]))
+    # The address bound, not the name given: ``127.1`` is 127.0.0.1 once resolved, and a browser sends
+    # it so in ``Host`` (``::ffff:127.0.0.1`` too).
+    bound = canonical(str(sock.getsockname()[0]))
+    local = is_loopback(host) or is_loopback(bound)
     if not local:
         say(
             f"Warning: listening on {host}, not only this machine: anyone who can reach it can use the page "
@@ -124,11 +134,10 @@ def serve(
     # (training runs in its own process with all of them).
     set_blas_threads(1)
     server = Server(loaded, data_dir=data_dir)
-    extra = [*lan_names(), *LOOPBACK_NAMES] if wildcard else LOOPBACK_NAMES if local else ()
+    bracketed = bound if ":" not in bound else f"[{bound}]"
+    extra = [*lan_names(), *LOOPBACK_NAMES] if wildcard else [*LOOPBACK_NAMES, bracketed] if local else ()
     hosts = allowed_hosts(host, port, extra)
-    # A loopback address spelled otherwise (127.1, ::ffff:127.0.0.1): a browser sends it normalised.
-    named = host in ("127.0.0.1", "localhost", "::1")
-    shown = "127.0.0.1" if wildcard or (local and not named) else (host if ":" not in host else f"[{host}]")
+    shown = "127.0.0.1" if wildcard else bracketed if local else (host if ":" not in host else f"[{host}]")
     url = f"http://{shown}:{port}/"
     config = uvicorn.Config(
         create_app(server, hosts),

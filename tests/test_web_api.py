@@ -382,3 +382,123 @@ def test_a_child_that_writes_much_to_stderr_does_not_block_the_run(client, serve
     assert end["state"] == "failed" and end["message"] == "boom"
     end = run_until_settled(chatty)  # no result at all: the message ends with stderr's last line
     assert end["state"] == "failed" and end["message"].endswith("(exit 0): last words")
+
+
+# --- round three (issue 19): framing, busy decodes, 500s that were 4xx, Stop, the events' cost -----------
+
+
+def test_every_response_forbids_framing_and_foreign_scripts(client):
+    """A framed page could trick a click on Start or Stop: every answer, page or error, forbids it."""
+    answers = [
+        client.get("/"),
+        client.get("/app.js"),
+        client.get("/api/model"),
+        client.get("/api/pictures/nothing.png"),  # the app's 404
+        client.get("/api/model", headers={"Host": "rebound.example"}),  # the guard's 421
+        client.post("/api/predict", content=b"x" * (MAX_BODY + 1), headers={"Content-Type": "image/png"}),
+    ]
+    assert [r.status_code for r in answers] == [200, 200, 200, 404, 421, 413]
+    for r in answers:
+        assert r.headers["x-frame-options"] == "DENY"
+        csp = {d.split()[0]: d.split()[1:] for d in r.headers["content-security-policy"].split("; ")}
+        assert csp["frame-ancestors"] == ["'none'"] and csp["script-src"] == ["'self'"]
+        assert csp["connect-src"] == ["'self'"] and csp["img-src"] == ["'self'", "data:", "blob:"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_prediction_that_finds_no_decode_slot_is_a_503_to_retry(client, server, mnist, monkeypatch):
+    from pyflux_mnist.web import app as web_app
+    from pyflux_mnist.web.budget import Budget
+
+    monkeypatch.setattr(web_app, "DECODE_WAIT_S", 0.2)
+    server.decodes = Budget(1, count=0, what="pictures")  # every slot taken
+    r = client.post("/api/predict", content=png(drawing(mnist)), headers={"Content-Type": "image/png"})
+    refused(r, 503, "the server is busy with other pictures; try again in a few seconds")
+    assert r.headers["retry-after"] == "5"
+    server.decodes = Budget(web_app.MAX_DECODE_BYTES, web_app.DECODES)
+    r = client.post("/api/predict", content=png(drawing(mnist)), headers={"Content-Type": "image/png"})
+    assert r.status_code == 200
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(client):
+    r = client.post("/api/train", content=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    refused(r, 400, "nested too deeply")
+    still_up(client)
+
+
+def test_a_cache_that_is_a_file_is_a_400_not_a_500(client, tmp_path, monkeypatch):
+    cache = tmp_path / "afile"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    r = client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 2})
+    refused(r, 400, f"cannot keep a trained model in {cache}/pyflux-mnist/web: Not a directory")
+    still_up(client)
+
+
+def settled(client: TestClient, seconds: float = 60) -> dict:
+    deadline = time.time() + seconds  # a run that never settles fails the test, it does not hang it
+    while (now := client.get("/api/train").json())["state"] in ("starting", "running"):
+        assert time.time() < deadline, f"the run is still {now['state']} after {seconds} s"
+        time.sleep(0.05)
+    return now
+
+
+def test_stop_ends_a_hung_training_child(client, server, monkeypatch):
+    """A child stuck in native code (or ignoring SIGINT and SIGTERM): Stop escalates to SIGKILL after the
+    grace periods, the run is stopped, and a new run can start (the old code: `running` and 409 forever)."""
+    from pyflux_mnist.web import state
+
+    hung = (
+        "import signal, sys, time; sys.stdin.read(); "
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        'print(\'{"event": "progress", "step": 1, "total": 9, "loss": 2.0}\', flush=True); time.sleep(600)'
+    )
+    monkeypatch.setattr(state, "WORKER", [sys.executable, "-c", hung])
+    monkeypatch.setattr(state, "STOP_GRACE_S", 0.3)
+    assert client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 9}).status_code == 202
+    deadline = time.time() + 60
+    while client.get("/api/train").json()["step"] < 1:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert client.post("/api/train/stop").json() == {"stopping": True}
+    end = settled(client, 30)
+    assert end["state"] == "stopped", end
+    assert end["message"] == (
+        "stopped after step 1 (it did not stop by itself and was ended); the model in use is unchanged"
+    )
+    monkeypatch.undo()
+    assert client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 2}).status_code == 202
+    assert settled(client)["state"] == "done"
+
+
+def test_stop_at_once_is_stopped_not_failed(client):
+    """Stop within the child's first moments (before it can handle Ctrl-C) was `failed ...
+    KeyboardInterrupt`; it is a stopped run."""
+    assert client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 100000}).status_code == 202
+    assert client.post("/api/train/stop").json() == {"stopping": True}
+    end = settled(client)
+    assert end["state"] == "stopped", end
+    assert end["message"].endswith("the model in use is unchanged")
+    assert client.get("/api/model").json()["version"] == 1
+
+
+def test_a_long_runs_history_stays_bounded(client, monkeypatch):
+    """40,000 progress points (a long keras run sends ~2 M): what a new listener or a poll gets stays at
+    most MAX_POINTS, spread over the whole run, first and last steps known (the old code: all of them)."""
+    from pyflux_mnist.web import state
+
+    many = (
+        "import sys; sys.stdin.read(); out = sys.stdout; "
+        '[out.write(\'{"event": "progress", "step": %d, "total": 40000, "loss": 1.5}\\n\' % i) '
+        "for i in range(1, 40001)]; "
+        'print(\'{"event": "stopped", "message": "x"}\')'
+    )
+    monkeypatch.setattr(state, "WORKER", [sys.executable, "-c", many])
+    assert client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 2}).status_code == 202
+    end = settled(client)
+    assert end["state"] == "stopped" and end["step"] == 40000
+    steps = [p[0] for p in end["points"]]
+    assert state.MAX_POINTS // 2 <= len(steps) <= state.MAX_POINTS
+    assert steps[0] == 1 and steps == sorted(steps) and steps[-1] > 40000 - 40000 // len(steps) * 2
+    streamed = [p for _, s in events(client) for p in s["points"]]
+    assert len(streamed) <= state.MAX_POINTS

@@ -103,9 +103,7 @@ class Server:
             try:
                 output.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:  # e.g. XDG_CACHE_HOME names a file: the server's setting, said in one line
-                raise PyfluxError(
-                    f"cannot keep a trained model: {os_error_line(e, output.parent, 'cannot create')}"
-                ) from None
+                raise PyfluxError(os_error_line(e, output.parent, "cannot keep a trained model in")) from None
             job = TrainingJob(recipe, backend, seed, steps, epochs, self._data_dir, output, self._switch)
             job.start()
             self.job = job

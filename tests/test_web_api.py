@@ -454,7 +454,7 @@ def test_stop_ends_a_hung_training_child(client, server, monkeypatch):
         'print(\'{"event": "progress", "step": 1, "total": 9, "loss": 2.0}\', flush=True); time.sleep(600)'
     )
     monkeypatch.setattr(state, "WORKER", [sys.executable, "-c", hung])
-    monkeypatch.setattr(state, "STOP_GRACE_S", 0.3)
+    monkeypatch.setattr(state, "STOP_GRACE_S", 0.3, raising=False)
     assert client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 9}).status_code == 202
     deadline = time.time() + 60
     while client.get("/api/train").json()["step"] < 1:
@@ -494,11 +494,12 @@ def test_a_long_runs_history_stays_bounded(client, monkeypatch):
         'print(\'{"event": "stopped", "message": "x"}\')'
     )
     monkeypatch.setattr(state, "WORKER", [sys.executable, "-c", many])
+    monkeypatch.setattr(state, "MAX_POINTS", 500, raising=False)
     assert client.post("/api/train", json={"recipe": "flux-tutorial", "steps": 2}).status_code == 202
     end = settled(client)
     assert end["state"] == "stopped" and end["step"] == 40000
     steps = [p[0] for p in end["points"]]
-    assert state.MAX_POINTS // 2 <= len(steps) <= state.MAX_POINTS
-    assert steps[0] == 1 and steps == sorted(steps) and steps[-1] > 40000 - 40000 // len(steps) * 2
+    assert 250 <= len(steps) <= 500, len(steps)
+    assert steps[0] == 1 and steps == sorted(steps) and steps[-1] > 40000 - 2 * 40000 // len(steps)
     streamed = [p for _, s in events(client) for p in s["points"]]
-    assert len(streamed) <= state.MAX_POINTS
+    assert len(streamed) <= 500

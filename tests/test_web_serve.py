@@ -69,6 +69,26 @@ def test_other_hosts_get_a_warning(model_file: Path):
     assert err.startswith("Warning: listening on 0.0.0.0, not only this machine")
 
 
+@pytest.mark.parametrize("host", ["127.1", "::ffff:127.0.0.1"])
+def test_loopback_spelled_otherwise_is_still_this_machine_only(model_file: Path, host: str):
+    """``127.1`` and ``::ffff:127.0.0.1`` are 127.0.0.1: no warning, and the URL printed (with the address a
+    browser sends in ``Host``) answers. The old code warned "not only this machine" for both."""
+    try:
+        socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        pytest.skip(f"{host} cannot be resolved here")
+    proc, line = start([str(model_file), "--host", host, "--port", "0"], {})
+    try:
+        assert line.startswith("serving flux-tutorial on http://127.0.0.1:"), line
+        url = line.split(" on ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/model", timeout=10) as r:
+            assert json.load(r)["recipe"] == "flux-tutorial"
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0
+    assert err.strip() == "stopped", err
+
+
 def test_a_busy_port_is_one_line(model_file: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

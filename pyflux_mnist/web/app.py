@@ -216,8 +216,7 @@ async def predict(request: Request) -> JSONResponse:
     strip_wanted = request.query_params.get("strip") == "1"
     fd, path = tempfile.mkstemp(prefix="pyflux-mnist-upload-", suffix=".img")  # of the server's naming
     try:
-        await asyncio.to_thread(_write, fd, body)
-        need = await asyncio.to_thread(_upload_need, path)  # header only: refuses bombs before a turn
+        need = await asyncio.to_thread(_upload_need, fd, path, body)  # header only: bombs fail before a turn
         async with server.decodes.hold(need, DECODE_WAIT_S):
             result = await asyncio.to_thread(_predict_file, loaded.model, path, strip_wanted)
     except ImageError as e:
@@ -231,13 +230,11 @@ async def predict(request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-def _write(fd: int, body: bytes) -> None:
+def _upload_need(fd: int, path: str, body: bytes) -> int:
+    """Write the upload to ``path`` (open as ``fd``); the bytes decoding it will need
+    (:func:`~pyflux_mnist.photo.decode_need`), or its ImageError."""
     with os.fdopen(fd, "wb") as f:
         f.write(body)
-
-
-def _upload_need(path: str) -> int:
-    """Bytes decoding the upload will need (:func:`~pyflux_mnist.photo.decode_need`), or its ImageError."""
     try:
         return decode_need(path)
     except ImageError as e:

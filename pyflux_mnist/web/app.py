@@ -216,9 +216,12 @@ async def predict(request: Request) -> JSONResponse:
     strip_wanted = request.query_params.get("strip") == "1"
     fd, path = tempfile.mkstemp(prefix="pyflux-mnist-upload-", suffix=".img")  # of the server's naming
     try:
-        need = await asyncio.to_thread(_upload_need, fd, path, body)  # header only: bombs fail before a turn
-        async with server.decodes.hold(need, DECODE_WAIT_S):
-            result = await asyncio.to_thread(_predict_file, loaded.model, path, strip_wanted)
+        # One worker-thread hop when a decode slot is free (as before the budget); else wait for one.
+        decodes, model = server.decodes, loaded.model
+        need, result = await asyncio.to_thread(_predict_upload, decodes, model, fd, path, body, strip_wanted)
+        if result is None:
+            await decodes.take(need, DECODE_WAIT_S)
+            result = await asyncio.to_thread(_predict_taken, decodes, need, model, path, strip_wanted)
     except ImageError as e:
         return error(422, str(e))
     except Busy as e:
@@ -230,15 +233,30 @@ async def predict(request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-def _upload_need(fd: int, path: str, body: bytes) -> int:
-    """Write the upload to ``path`` (open as ``fd``); the bytes decoding it will need
-    (:func:`~pyflux_mnist.photo.decode_need`), or its ImageError."""
+def _predict_upload(
+    decodes: Budget, model: Model, fd: int, path: str, body: bytes, with_strip: bool
+) -> tuple[int, dict[str, Any] | None]:
+    """Write the upload to ``path`` (open as ``fd``) and read from its header what decoding it will need
+    (:func:`~pyflux_mnist.photo.decode_need`: a file it would refuse fails here, before any decode);
+    predict it if the decode budget has room now. → ``(need, result or None when no room)``."""
     with os.fdopen(fd, "wb") as f:
         f.write(body)
     try:
-        return decode_need(path)
+        need = decode_need(path)
     except ImageError as e:
         raise ImageError(str(e).replace(path, "the upload")) from None
+    if not decodes.try_take(need):
+        return need, None
+    return need, _predict_taken(decodes, need, model, path, with_strip)
+
+
+def _predict_taken(decodes: Budget, need: int, model: Model, path: str, with_strip: bool) -> dict[str, Any]:
+    """:func:`_predict_file` holding ``need`` of the decode budget, given back here when it ends (in this
+    thread: a client that goes away does not free the share of a decode still running)."""
+    try:
+        return _predict_file(model, path, with_strip)
+    finally:
+        decodes.give_back(need)
 
 
 def _predict_file(model: Model, path: str, with_strip: bool = False) -> dict[str, Any]:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 
 #: Seconds a refused request is told to wait before trying again.
 RETRY_AFTER_S = 5
+#: Seconds between two looks at a full budget by a waiting request.
+POLL_S = 0.05
 
 
 class Busy(Exception):
@@ -20,44 +23,47 @@ class Busy(Exception):
 
 
 class Budget:
-    """``total`` bytes, held by at most ``count`` requests at once (None: any number).
+    """``total`` bytes, held by at most ``count`` holders at once (None: any number).
 
-    Used from one event loop; giving a share back never waits (a cancelled request still gives it back).
+    Taken and given back from any thread: a decode gives its share back in its own worker thread when it
+    ends, so a client that goes away cannot free a share whose work is still running. Waiting is a poll
+    on the event loop (only under contention); giving back never waits.
     """
 
     def __init__(self, total: int, count: int | None = None, what: str = "requests") -> None:
         self.total, self.count, self.what = total, count, what
         self.used = self.holders = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._lock = threading.Lock()
 
-    def _fits(self, need: int) -> bool:
-        room = self.count is None or self.holders < self.count
-        return room and (self.used + need <= self.total or self.holders == 0)
+    def try_take(self, need: int) -> bool:
+        """Take ``need`` bytes now if they fit (a share larger than the total fits alone)."""
+        with self._lock:
+            room = self.count is None or self.holders < self.count
+            if not (room and (self.used + need <= self.total or self.holders == 0)):
+                return False
+            self.used += need
+            self.holders += 1
+            return True
+
+    def give_back(self, need: int) -> None:
+        with self._lock:
+            self.used -= need
+            self.holders -= 1
+
+    async def take(self, need: int, wait: float) -> None:
+        """Take ``need`` bytes, waiting up to ``wait`` seconds; :class:`Busy` if they never fit."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not self.try_take(need):
+            if loop.time() >= deadline:
+                raise Busy(f"the server is busy with other {self.what}; try again in a few seconds")
+            await asyncio.sleep(POLL_S)
 
     @contextlib.asynccontextmanager
     async def hold(self, need: int, wait: float) -> AsyncIterator[None]:
-        """Hold ``need`` bytes (a share larger than the total is held alone) for the ``with`` body."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while not self._fits(need):
-            left = deadline - loop.time()
-            if left <= 0:
-                raise Busy(f"the server is busy with other {self.what}; try again in a few seconds")
-            woken: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(woken)
-            try:
-                await asyncio.wait_for(woken, left)
-            except TimeoutError:
-                pass
-            finally:
-                self._waiters.remove(woken)
-        self.used += need
-        self.holders += 1
+        """:meth:`take`, given back when the ``with`` body ends (cancelled or not)."""
+        await self.take(need, wait)
         try:
             yield
         finally:
-            self.used -= need
-            self.holders -= 1
-            for w in self._waiters:
-                if not w.done():
-                    w.set_result(None)
+            self.give_back(need)

@@ -137,7 +137,9 @@ def serve(
     bracketed = bound if ":" not in bound else f"[{bound}]"
     extra = [*lan_names(), *LOOPBACK_NAMES] if wildcard else [*LOOPBACK_NAMES, bracketed] if local else ()
     hosts = allowed_hosts(host, port, extra)
-    shown = "127.0.0.1" if wildcard else bracketed if local else (host if ":" not in host else f"[{host}]")
+    # Shown as given, except a loopback address spelled otherwise (127.1): as the address bound.
+    named = host in ("127.0.0.1", "localhost", "::1") or not local
+    shown = "127.0.0.1" if wildcard else (host if ":" not in host else f"[{host}]") if named else bracketed
     url = f"http://{shown}:{port}/"
     config = uvicorn.Config(
         create_app(server, hosts),

@@ -29,6 +29,7 @@ from .errors import DivergedError, SpecError, TrainingInterrupted
 from .init import run_start
 from .model import Model
 from .prepare import Prepared, Schedule, prepare
+from .progress_display import progress_for
 from .recipes import get_recipe, recipe_label, recipe_overrides, with_override_notes
 from .spec import Recipe
 
@@ -168,7 +169,9 @@ def train(
 
     ``data`` is an :class:`~pyflux_mnist.mnist.MnistData` (or ``None`` to load MNIST from ``data_dir``,
     ``$PYFLUX_MNIST_DATA``, the cache or a download). ``initial_params`` replaces the seeded initial
-    weights (the parity tests start every backend from the same ones).
+    weights (the parity tests start every backend from the same ones). ``on_progress(done, total, loss)``
+    is called after each chunk of steps; without it, a notebook or a terminal shows a progress bar and
+    anything else (a log, a pipe) nothing.
 
     ``checkpoint``: write a checkpoint there every ``checkpoint_every`` steps (default
     :data:`~pyflux_mnist.checkpoint.DEFAULT_EVERY`) and when Ctrl-C stops the run. ``resume``: continue
@@ -198,7 +201,9 @@ def train(
         trainer.load_optimizer_state(ck.optimizer_state)
     t1 = time.perf_counter()
     every = (checkpoint_every or DEFAULT_EVERY) if checkpoint is not None else 0
-    losses = _run(trainer, run, every, checkpoint, on_progress, ck)
+    label, total = f"{recipe_label(r)} [{engine.name}]", run.schedule.total_steps
+    with progress_for(on_progress, label, total) as progress:  # a bar where a person watches
+        losses = _run(trainer, run, every, checkpoint, progress, ck)
     t2 = time.perf_counter()
     final = trainer.parameters()
     train_acc, test_acc, test_pred = evaluate(engine, r, final, run.prepared)

@@ -51,6 +51,16 @@ class Model:
             + (f", test accuracy {acc:.4f})" if isinstance(acc, float) else ")")
         )
 
+    def _repr_html_(self) -> str:  # Jupyter: a card with the first-layer weights
+        from .rich_display import model_html
+
+        return model_html(self)
+
+    def _repr_png_(self) -> bytes:  # Jupyter front ends without HTML: the weights
+        from .rich_display import weights_png_bytes
+
+        return weights_png_bytes(self)
+
     @property
     def spec(self):
         return self.recipe.model

@@ -65,6 +65,16 @@ class TrainResult:
             f"steps={len(self.losses)}, test_accuracy={self.test_accuracy:.4f}, seconds={self.seconds:.1f})"
         )
 
+    def _repr_html_(self) -> str:  # Jupyter: a card with the loss curve and the weights
+        from .rich_display import result_html
+
+        return result_html(self)
+
+    def _repr_png_(self) -> bytes:  # Jupyter front ends without HTML: the loss curve
+        from .rich_display import result_png
+
+        return result_png(self)
+
     @property
     def recipe(self) -> Recipe:
         return self.model.recipe

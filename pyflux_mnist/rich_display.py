@@ -47,7 +47,7 @@ def weights_png_bytes(model: Model) -> bytes:
         signed_rgb(W1[:units].reshape(units, 28, 28)),
         [str(i) for i in range(units)],
         "First-layer weights",
-        f"{model_name(model)}: {shown} hidden units; orange raises the unit, blue lowers it",
+        f"{model_name(model)} · {shown} hidden units · orange raises a unit, blue lowers it",
         cols=CARD_COLS,
         scale=CARD_SCALE,
         legend=signed_legend(),

@@ -14,11 +14,11 @@ import contextlib
 import importlib.util
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-#: Called with (steps done, total steps, latest loss); training.py's ``ProgressFn``.
-ProgressFn = Callable[[int, int, float], None]
+if TYPE_CHECKING:
+    from .training import ProgressFn
 
 
 def in_notebook() -> bool:

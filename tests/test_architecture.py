@@ -23,10 +23,15 @@ def _modules() -> dict[str, Path]:
 
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The package's modules that ``name`` imports, at any depth of its code (lazy imports count too:
-    a cycle through a function-level import is still a cycle in the design)."""
+    a cycle through a function-level import is still a cycle in the design), except those imported only
+    under ``if TYPE_CHECKING:`` (annotations, never run)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    annotations_only = _type_checking_nodes(tree)
+    for node in ast.walk(tree):
+        if id(node) in annotations_only:
+            continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
@@ -44,25 +49,19 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return found
 
 
-def _in_type_checking_only(path: Path) -> set[str]:
-    """Names imported only under ``if TYPE_CHECKING:`` (annotations, never run)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """The ids of the nodes inside ``if TYPE_CHECKING:`` blocks (never run)."""
+    nodes: set[int] = set()
+    for node in ast.walk(tree):
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.ImportFrom):
-                    names.update(alias.name for alias in sub.names)
-    return names
+            for block in node.body:
+                nodes.update(id(sub) for sub in ast.walk(block))
+    return nodes
 
 
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
-    graph = {}
-    for name, path in modules.items():
-        deps = _imports(name, path, modules)
-        skip = _in_type_checking_only(path)
-        graph[name] = {d for d in deps if d.rpartition(".")[2] not in skip}
-    return graph
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -92,6 +91,15 @@ def test_the_walker_sees_the_package() -> None:
     assert "pyflux_mnist.backends.numpy_trainer" in graph
     assert "pyflux_mnist.backends.numpy_maths" in graph["pyflux_mnist.backends.numpy_trainer"]
     assert "pyflux_mnist.backends.base" in graph["pyflux_mnist.backends.numpy_maths"]
+
+
+def test_the_walker_leaves_out_imports_for_annotations_only() -> None:
+    """``if TYPE_CHECKING: from .model import Model`` is never run: no edge (it once counted, because the
+    walker compared the imported name, ``Model``, with the module's, ``model``)."""
+    graph = _graph()
+    assert "pyflux_mnist.model" not in graph["pyflux_mnist.charts"]  # TYPE_CHECKING only there
+    assert "pyflux_mnist.picture_files" in graph["pyflux_mnist.charts"]  # a real import
+    assert "pyflux_mnist.mnist" in graph["pyflux_mnist.training"]  # a lazy import still counts
 
 
 def test_the_walker_finds_a_cycle() -> None:

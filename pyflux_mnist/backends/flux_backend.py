@@ -97,9 +97,7 @@ class FluxBackend(Backend):
         return jb.load()
 
     def unconfirmed(self) -> str | None:
-        from . import julia_bridge
-
-        return julia_bridge.unconfirmed()
+        return jb.unconfirmed()
 
     def version(self) -> str:
         """What really runs (starts Julia); :class:`BackendUnavailable` when Julia or Flux cannot be had."""

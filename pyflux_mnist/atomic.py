@@ -27,15 +27,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .userpaths import UserPathError, escape, file_kind
+from .userpaths import NAME_MAX, UserPathError, escape, file_kind
 
 # mkstemp creates files readable by their owner only; a saved model or picture should get the permissions
 # any other new file would (read once, at import, while nothing else runs).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-#: Longest file name the temporary may have (bytes): the usual NAME_MAX.
-_NAME_MAX = 255
 #: What makes a temporary unmistakably ours (beside the target's own name).
 MARKER = "pyflux-tmp"
 #: ``.`` + ``.pyflux-tmp`` + ``.`` + up to 20 pid digits + ``.`` + mkstemp's 8 random characters + ``.tmp``.
@@ -50,7 +48,7 @@ MAX_AGE_S = 24 * 3600.0
 
 def _short_name(name: str) -> str:
     """``name``, cut (on a character boundary) so that its temporary's name fits in NAME_MAX bytes."""
-    room = _NAME_MAX - _TMP_OVERHEAD
+    room = NAME_MAX - _TMP_OVERHEAD
     encoded = os.fsencode(name)
     if len(encoded) > room:
         name = os.fsdecode(encoded[:room].decode("utf-8", "ignore").encode())

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backends.numpy_maths import activation_grad, forward
-from .errors import PyfluxError
+from .errors import PyfluxError, unknown_name
+from .mnist import load_mnist
 from .model import overflow_error
 from .spec import PIXEL_SCALE
 
@@ -61,15 +62,13 @@ def backquery(
     The ``prior`` method learns its :class:`DigitPrior` from MNIST's training images (found as ``train``
     finds them) unless one is given."""
     if method not in METHODS:
-        raise PyfluxError(f"unknown back-query method {method!r}; choose one of: {', '.join(METHODS)}")
+        raise unknown_name("back-query method", method, METHODS)
     if method == "auto":
         method = method_for(model.spec)
     if method == "rashid":
         return rashid_backquery(model, **options), method
     if method == "prior":
         if prior is None:
-            from .mnist import load_mnist
-
             prior = digit_prior(load_mnist().train_images)
         return prior_inputs(model, prior, **options), method
     return optimise_inputs(model, **options), method

@@ -36,11 +36,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import settings
+from .atomic import atomic_write
 from .backends import REFERENCE, backend_names, backend_status, check_name, library_versions
 from .bench_worker import SGEMM_N
 from .errors import STOP_SIGNALS, SpecError, TrainingInterrupted
-from .prepare import steps_per_epoch
+from .mnist import load_mnist
+from .prepare import prepare, steps_per_epoch
+from .recipes import DEFAULT_RECIPE
+from .run import check_seed, resolve_recipe
 from .spec import Recipe
 
 #: Every registered backend, in the registry's order.
@@ -64,11 +70,17 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+#: Timed steps per repeat by default: this many full-batch steps, else one epoch of at most EPOCH_STEPS_MAX.
+FULL_BATCH_STEPS = 10
+EPOCH_STEPS_MAX = 2000
+
+
 def default_steps(recipe: Recipe, n_samples: int) -> int:
-    """Timed steps per repeat: 10 full-batch steps, else one epoch (at most 2000 steps)."""
+    """Timed steps per repeat: :data:`FULL_BATCH_STEPS` full-batch steps, else one epoch (at most
+    :data:`EPOCH_STEPS_MAX` steps)."""
     if recipe.batch_size == 0:
-        return 10
-    return min(steps_per_epoch(recipe, n_samples) or 2000, 2000)
+        return FULL_BATCH_STEPS
+    return min(steps_per_epoch(recipe, n_samples) or EPOCH_STEPS_MAX, EPOCH_STEPS_MAX)
 
 
 def flops_per_step(recipe: Recipe, batch: int) -> float:
@@ -96,7 +108,6 @@ def bench_recipe(recipe: Recipe, total_steps: int, n_samples: int) -> Recipe:
 
 def machine_info(threads: int) -> dict[str, Any]:
     """CPU, cores, load, Python and library versions; the BLAS details come from the workers."""
-    import numpy as np
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -137,7 +148,8 @@ class WorkerProcess:
         env[settings.JULIA_THREADS.name] = str(threads)
         env.pop(settings.JULIACALL_THREADS.name, None)  # the bridge derives it from the line above
         root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        path = settings.PYTHONPATH.raw(env)
+        env[settings.PYTHONPATH.name] = root + (os.pathsep + path if path else "")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyflux_mnist.bench_worker"],
             stdin=subprocess.PIPE,
@@ -226,23 +238,24 @@ def stop_signals_raise() -> Iterator[None]:
 
 #: Bounds on the timed steps per repeat and on the repeats: a worker draws a repeat's batches before its
 #: clock starts (an index array per step), so --steps 100000000 would fill memory before timing anything.
-MAX_STEPS = 100_000
+MAX_BENCH_STEPS = 100_000
 MAX_REPEAT = 1000
 
 
-def check_options(backends: list[str], steps: int | None, repeat: int, threads: int) -> None:
+def check_options(backends: list[str], steps: int | None, repeat: int, threads: int, seed: int) -> None:
     if not backends:
         raise SpecError("--backends needs at least one backend name")
     for name in backends:
         check_name(name)
     if len(set(backends)) != len(backends):
         raise SpecError(f"a backend is listed twice in --backends: {','.join(backends)}")
-    if steps is not None and not 1 <= steps <= MAX_STEPS:
-        raise SpecError(f"--steps must be a positive integer up to {MAX_STEPS}, got {steps}")
+    if steps is not None and not 1 <= steps <= MAX_BENCH_STEPS:
+        raise SpecError(f"--steps must be a positive integer up to {MAX_BENCH_STEPS}, got {steps}")
     if not 1 <= repeat <= MAX_REPEAT:
         raise SpecError(f"--repeat must be a positive integer up to {MAX_REPEAT}, got {repeat}")
     if threads < 1:
         raise SpecError(f"--threads must be a positive integer, got {threads}")
+    check_seed(seed)
 
 
 def failed_rows(result: dict[str, Any]) -> list[str]:
@@ -254,7 +267,7 @@ def failed_rows(result: dict[str, Any]) -> list[str]:
 
 def run_bench(
     backends: list[str] | tuple[str, ...] = DEFAULT_BACKENDS,
-    recipe: str | Recipe = "flux-tutorial",
+    recipe: str | Recipe = DEFAULT_RECIPE,
     steps: int | None = None,
     repeat: int = DEFAULT_REPEAT,
     threads: int | None = None,
@@ -268,14 +281,11 @@ def run_bench(
 
     A worker that fails becomes an ``error`` row with a one-line reason (its traceback only if ``verbose``).
     """
-    from .mnist import load_mnist
-    from .prepare import prepare
-    from .training import resolve_recipe
 
     say = progress or (lambda msg: None)
     backends = list(backends)
     threads = default_threads() if threads is None else threads
-    check_options(backends, steps, repeat, threads)
+    check_options(backends, steps, repeat, threads, seed)
     r = resolve_recipe(recipe)
     # Fail here, in one line, if the data is missing; the workers load it again (from the same files).
     data = load_mnist(data_dir, offline=offline)
@@ -502,7 +512,8 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["backend", "status", "ms/step (median)", "spread", "samples/s"]
     if epoch_recipe and per_epoch:
         head.append("s/epoch")
-    head += ["× roofline", "× numpy", "set-up s (import+init+1st)", "final loss", "train acc", "test acc"]
+    head += ["× roofline", f"× {REFERENCE}", "set-up s (import+init+1st)", "final loss", "train acc"]
+    head.append("test acc")
     head.append("peak RSS MB")
     rows = []
     for r in result["results"]:
@@ -567,7 +578,6 @@ def settings_line(result: dict[str, Any]) -> str:
 
 def render_text(result: dict[str, Any]) -> str:
     head, rows = _columns(result)
-    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
     # Long "unavailable: reason" cells are printed after the table instead of stretching it.
     notes = []
     for r in rows:
@@ -602,8 +612,6 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 
 def write_json(result: dict[str, Any], path: str) -> None:
-    from .atomic import atomic_write
-
     with atomic_write(path) as f:
         f.write((json.dumps(result, indent=2) + "\n").encode())
 
@@ -612,7 +620,6 @@ def write_markdown(result: dict[str, Any], path: str) -> None:
     """Write the Markdown table to ``path``; if that file already has the markers
     ``<!-- bench:RECIPE -->`` and ``<!-- /bench:RECIPE -->``, replace only what lies between them (how
     ``docs/benchmarks.md`` gets its tables)."""
-    from .atomic import atomic_write
 
     table = render_markdown(result)
     recipe = result["settings"]["recipe"]

@@ -13,6 +13,7 @@ receives weights and data), first step (for Flux: compilation), then the warm st
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -20,22 +21,23 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from .backends import get_backend
 from .blas import thread_pools  # threadpoolctl loads no library itself: the thread variables still apply
-from .errors import unexpected_line
+from .child import protocol_stream, send
+from .errors import BackendUnavailable, unexpected_line
+from .init import run_start
+from .mnist import load_mnist
+from .prepare import prepare
+from .spec import Recipe
+from .training import evaluate
 
 if TYPE_CHECKING:
     from .backends.base import Backend
 
 #: The square sgemm the roofline row measures (n × n × n, float32): 17 GFLOP, about 0.1 s at peak.
 SGEMM_N = 2048
-
-
-def _protocol_stream():
-    """Keep the real stdout for answers; send fd 1 (prints from any library, Julia's too) to stderr."""
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return out
 
 
 def _peak_rss_mb() -> float | None:
@@ -54,14 +56,11 @@ class Worker:
         self.threads = int(config["threads"])
 
     def send(self, **message: Any) -> None:
-        self.out.write(json.dumps(message) + "\n")
-        self.out.flush()
+        send(self.out, **message)
 
     # --- the roofline: a square sgemm with the same BLAS and thread count -----------------------------
 
     def sgemm(self) -> dict[str, Any]:
-        import numpy as np
-
         rng = np.random.default_rng(0)
         A = rng.random((SGEMM_N, SGEMM_N), dtype=np.float32)
         B = rng.random((SGEMM_N, SGEMM_N), dtype=np.float32)
@@ -79,14 +78,6 @@ class Worker:
     # --- a backend ------------------------------------------------------------------------------------
 
     def start_backend(self) -> dict[str, Any]:
-        import numpy as np
-
-        from .backends import get_backend
-        from .init import run_start
-        from .mnist import load_mnist
-        from .prepare import prepare
-        from .spec import Recipe
-
         name = self.config["backend"]
         recipe = Recipe.from_dict(self.config["recipe"])
         setup: dict[str, float] = {}
@@ -110,8 +101,6 @@ class Worker:
         first = self.trainer.run([next(self.batches)])
         setup["first_step"] = time.perf_counter() - t3
         self.last_loss = float(first[-1])
-
-        import hashlib
 
         digest = hashlib.sha256()
         for p in params:
@@ -142,8 +131,6 @@ class Worker:
         return {"event": "ran", "seconds": seconds, "steps": steps, "last_loss": self.last_loss}
 
     def finish(self) -> dict[str, Any]:
-        from .training import evaluate
-
         params = self.trainer.parameters()
         train_acc, test_acc, _ = evaluate(self.backend, self.recipe, params, self.prepared)
         return {
@@ -177,7 +164,7 @@ def die_with_parent() -> None:
 
 def _serve() -> int:
     die_with_parent()
-    out = _protocol_stream()
+    out = protocol_stream()
     line = sys.stdin.readline()
     if not line:  # the parent is gone already
         return 1
@@ -187,14 +174,10 @@ def _serve() -> int:
     worker = Worker(config, out)
     try:
         if config["backend"] == "sgemm":
-            import numpy as np
-
             worker.send(event="ready", version=f"numpy {np.__version__}", threads={"blas": thread_pools()})
         else:
             worker.send(**worker.start_backend())
     except Exception as e:
-        from .errors import BackendUnavailable
-
         status = "unavailable" if isinstance(e, BackendUnavailable) else "error"
         if status == "error" and config.get("verbose"):  # else the parent's one line says it
             traceback.print_exc()

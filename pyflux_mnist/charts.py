@@ -38,7 +38,7 @@ STYLE: dict[RcKeyType, Any] = {
 @contextlib.contextmanager
 def _figure(width: float, height: float) -> Iterator[Any]:
     """A matplotlib Figure (no pyplot, no global state) drawn under the projector style."""
-    try:
+    try:  # matplotlib: an optional extra, and a slow import only charts need
         import matplotlib
         from matplotlib.figure import Figure
     except ImportError:
@@ -155,7 +155,7 @@ def confusion_chart(m: np.ndarray, path: str | os.PathLike[str], model: Model | 
 
     The colours follow the counts on a symmetric-log scale (so that 3 confusions show beside 1000 correct
     digits), and the colour bar is labelled in counts: 0, 1, 10, 100, 1000."""
-    from matplotlib.colors import SymLogNorm
+    from matplotlib.colors import SymLogNorm  # matplotlib: loaded by _figure only when a chart is drawn
     from matplotlib.ticker import FixedLocator, FuncFormatter
 
     acc = np.trace(m) / max(m.sum(), 1)

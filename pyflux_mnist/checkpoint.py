@@ -127,7 +127,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         steps_done, total = _count(meta, "steps_done", path), _count(meta, "total_steps", path)
         if not 0 < steps_done <= total:
             raise ModelFileError(f"{path}: {steps_done} steps done of {total} is not a training position")
-        shapes = [s for pair in recipe.model.shapes for s in pair]
+        shapes = recipe.model.param_shapes
         slots = [slot_key(s, i) for s in SLOTS[recipe.optimizer.name] for i in range(len(shapes))]
         wanted = (
             {entry_name(i) for i in range(len(shapes))}
@@ -173,22 +173,24 @@ def _count(meta: dict[str, Any], key: str, path: Path, minimum: int = 1) -> int:
     return value
 
 
-def check_resumable(
-    ck: Checkpoint, backend: str, total_steps: int, fingerprint: str, path: Any = None
-) -> None:
-    """Refuse to continue a checkpoint on another backend, schedule or data set: the result would be
-    neither the interrupted run nor a new one.
+def check_resumable(ck: Checkpoint, backend: str) -> None:
+    """Refuse to continue a checkpoint on another backend: the result would be neither the interrupted
+    run nor a new one (the schedule and the data are checked by :func:`check_same_data` once loaded)."""
+    if ck.backend != backend:
+        raise PyfluxError(
+            f"checkpoint {_where(ck)} was written by the {ck.backend} backend; "
+            f"resume it with --backend {ck.backend}"
+        )
+
+
+def check_same_data(ck: Checkpoint, total_steps: int, fingerprint: str) -> None:
+    """Refuse to continue a checkpoint on another schedule or data set.
 
     A checkpoint from before the images were fingerprinted (``N:<labels>``) is compared on its labels.
     """
-    path = escape(path or ck.path or "(in memory)")
+    path = _where(ck)
     if ck.data_fingerprint.count(":") == 1:
         fingerprint = fingerprint.rsplit(":img", 1)[0]
-    if ck.backend != backend:
-        raise PyfluxError(
-            f"checkpoint {path} was written by the {ck.backend} backend; "
-            f"resume it with --backend {ck.backend}"
-        )
     if ck.total_steps != total_steps:
         raise PyfluxError(
             f"checkpoint {path} is for a {ck.total_steps}-step run; this one would have {total_steps} steps"
@@ -199,6 +201,10 @@ def check_resumable(
         raise PyfluxError(
             f"checkpoint {path} was trained on {what} ({escape(ck.data_fingerprint)}, here {fingerprint})"
         )
+
+
+def _where(ck: Checkpoint) -> str:
+    return escape(ck.path or "(in memory)")
 
 
 # --- Ctrl-C -------------------------------------------------------------------------------------------

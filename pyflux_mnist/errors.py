@@ -29,6 +29,20 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def unknown_name(what: str, name: object, choices: Iterable[str], shown: str | None = None) -> SpecError:
+    """The one refusal of a name that is not one of ``choices``: ``unknown backend 'pytorch' (did you mean
+    'torch'?); choose one of: numpy, flux, torch, jax``. ``shown``: the list as it should be printed (with
+    why each cannot run, say)."""
+    choices = list(choices)
+    hint = did_you_mean(str(name), choices)
+    return SpecError(f"unknown {what} {name!r}{hint}; choose one of: {shown or ', '.join(choices)}")
+
+
+#: 128 + SIGINT: the exit status shells report for Ctrl-C, which every command and the web page's
+#: training child use when a run is stopped.
+INTERRUPT_EXIT = 128 + 2
+
+
 class PyfluxError(Exception):
     """Base class for every error meant for a user, not a developer."""
 
@@ -61,7 +75,7 @@ class TrainingInterrupted(PyfluxError):
     checkpoint, ``tutorial`` and ``reproduce`` cannot) with :meth:`with_advice`.
     """
 
-    exit_code = 130
+    exit_code = INTERRUPT_EXIT
 
     def __init__(
         self,
@@ -69,7 +83,7 @@ class TrainingInterrupted(PyfluxError):
         steps_done: int = 0,
         total_steps: int = 0,
         checkpoint: str | None = None,
-        exit_code: int = 130,
+        exit_code: int = INTERRUPT_EXIT,
     ) -> None:
         super().__init__(message)
         self.steps_done, self.total_steps, self.checkpoint = steps_done, total_steps, checkpoint

@@ -111,11 +111,16 @@ def _offline(offline: bool | None) -> bool:
 
 class _Place(NamedTuple):
     directory: Path
-    origin: str  # "argument", "PYFLUX_MNIST_DATA" or "cache"
+    origin: str  # "argument", settings.DATA.name or "cache"
 
     @property
     def is_cache(self) -> bool:
         return self.origin == "cache"
+
+    @property
+    def how(self) -> str:
+        """Who named the directory, as a message says it: ``--data-dir`` or ``$PYFLUX_MNIST_DATA``."""
+        return "--data-dir" if self.origin == "argument" else f"${settings.DATA.name}"
 
 
 def _user_dir(value: str | os.PathLike[str], how: str) -> Path:
@@ -134,7 +139,7 @@ def _place(data_dir: str | os.PathLike[str] | None) -> _Place:
         place = _Place(_user_dir(settings.DATA.raw() or "", f"${settings.DATA.name}"), settings.DATA.name)
     else:
         return _Place(cache_dir(), "cache")
-    how = "--data-dir" if place.origin == "argument" else "$PYFLUX_MNIST_DATA"
+    how = place.how
     try:
         st = place.directory.stat()
     except FileNotFoundError:
@@ -161,11 +166,10 @@ def _find(directory: Path, name: str) -> Path | None:
 def _missing_error(place: _Place, missing: list[str]) -> DataError:
     names = ", ".join(f"{n}[.gz]" for n in missing)
     if not place.is_cache:
-        how = "--data-dir" if place.origin == "argument" else "$PYFLUX_MNIST_DATA"
-        return DataError(f"{place.directory} (from {how}) lacks {names}")
+        return DataError(f"{place.directory} (from {place.how}) lacks {names}")
     return DataError(
-        f"MNIST not found and offline (PYFLUX_MNIST_OFFLINE or --offline): put {names} in "
-        f"{place.directory} or set PYFLUX_MNIST_DATA"
+        f"MNIST not found and offline ({settings.OFFLINE.name} or --offline): put {names} in "
+        f"{place.directory} or set {settings.DATA.name}"
     )
 
 
@@ -384,7 +388,7 @@ def download(name: str, directory: Path, *, progress: bool = True) -> Path:
     raise DataError(
         escape(
             f"could not download {name} from {len(failures)} mirror(s) (see above); put {names} in "
-            f"{directory} or set PYFLUX_MNIST_DATA / PYFLUX_MNIST_MIRRORS"
+            f"{directory} or set {settings.DATA.name} / {settings.MIRRORS.name}"
         )
     )
 

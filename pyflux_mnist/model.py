@@ -28,9 +28,14 @@ FORMAT_VERSION = 1
 UNIT_SLACK = 1e-6
 
 
-@dataclass
+@dataclass(eq=False)
 class Model:
-    """A network that can predict MNIST digits with NumPy, whichever backend trained it."""
+    """A network that can predict MNIST digits with NumPy, whichever backend trained it.
+
+    ``a == b``: the same recipe and bit-identical weights, so the same predictions for every image (``meta``,
+    who trained it and how well, is not compared: a model and the file it was saved to are equal). A model
+    is mutable, so it has no hash.
+    """
 
     recipe: Recipe
     params: list[np.ndarray]  # [W1, b1, W2, b2, ...] float32, W (out, in)
@@ -38,10 +43,19 @@ class Model:
 
     def __post_init__(self) -> None:
         self.params = [np.ascontiguousarray(p, dtype=np.float32) for p in self.params]
-        expected = [s for pair in self.recipe.model.shapes for s in pair]
+        expected = self.recipe.model.param_shapes
         got = [p.shape for p in self.params]
         if got != expected:
             raise ModelFileError(f"parameter shapes {got} do not match the recipe's {expected}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Model):
+            return NotImplemented
+        return self.recipe == other.recipe and all(
+            np.array_equal(a, b) for a, b in zip(self.params, other.params, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equal models may differ later: params are mutable
 
     def __repr__(self) -> str:  # one line: the weights are in .params
         acc = self.meta.get("test_accuracy")
@@ -68,14 +82,16 @@ class Model:
     def inputs(self, images: np.ndarray) -> np.ndarray:
         """Images → ``(784, N)`` float32 in the recipe's scale.
 
-        ``images``: ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``; either uint8 (any integer type) 0..255
-        as MNIST stores them, or floats in [0, 1]. Anything else is refused: floats 0..255 would otherwise
-        be read as a picture 255 times too bright and give confident nonsense.
+        ``images``: ``(N, 28, 28)``, ``(N, 784)``, or one image ``(28, 28)`` or ``(784,)``; either uint8 (any
+        integer type) 0..255 as MNIST stores them, or floats in [0, 1]. Anything else is refused: floats
+        0..255 would otherwise be read as a picture 255 times too bright and give confident nonsense.
         """
         images = np.asarray(images)
-        if images.ndim == 2 and images.shape == (28, 28):
+        if images.shape in ((28, 28), (784,)):
             images = images[None]
-        if images.ndim not in (2, 3) or images.size == 0 or images[0].size != 784:
+        if images.size == 0:
+            raise PyfluxError(f"no images to read: the array is empty (shape {images.shape})")
+        if images.ndim not in (2, 3) or images[0].size != 784:
             raise PyfluxError(f"expected images of 28x28 = 784 pixels, got an array of shape {images.shape}")
         scale = self.recipe.data.scale
         if images.dtype.kind in "ui":
@@ -97,7 +113,7 @@ class Model:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, 10)`` class probabilities (squared-error networks: their output activations).
 
-        ``images``: uint8 0..255 or floats in [0, 1], ``(N, 28, 28)``, ``(N, 784)`` or one ``(28, 28)``.
+        ``images``: uint8 0..255 or floats in [0, 1], ``(N, 28, 28)``, ``(N, 784)`` or one image.
         Finite but huge weights (a damaged or hostile file) overflow float32 to Inf and NaN: refused here,
         so no NaN reaches a prediction or a JSON output.
         """
@@ -113,7 +129,13 @@ class Model:
         return np.argmax(self.probabilities(images), axis=1).astype(np.uint8)
 
     def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:
-        return float(np.mean(self.predict(images) == np.asarray(labels)))
+        """The fraction of ``images`` whose predicted digit is its label (``labels``: ``(N,)`` digits 0..9,
+        one per image; ``images`` as for :meth:`probabilities`)."""
+        labels = np.asarray(labels)
+        predicted = self.predict(images)
+        if labels.shape != predicted.shape:
+            raise PyfluxError(f"{len(predicted)} image(s) but labels of shape {labels.shape}")
+        return float(np.mean(predicted == labels))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model atomically: the previous file stays intact if anything fails."""
@@ -141,7 +163,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     with open_npz(path, "model file") as npz:
         meta = read_meta(npz, path, FORMAT, FORMAT_VERSION, "model file")
         recipe = recipe_from_meta(meta, path)
-        expected = [s for pair in recipe.model.shapes for s in pair]
+        expected = recipe.model.param_shapes
         wanted = {entry_name(i) for i in range(len(expected))} | {"meta"}
         if set(npz.files) != wanted:
             raise ModelFileError(f"{path}: expected entries {sorted(wanted)}, found {sorted(npz.files)}")

@@ -8,7 +8,7 @@ paper, any size, colour and position, with shadows, texture and JPEG noise. :fun
 0. **A sheet on a desk** (:func:`trace`, :mod:`.sheet`): when the photo shows a sheet of paper on a
    darker desk, only the sheet is read: turned back by its edges' angle, its edge band dropped, and its
    own light (shadows included) divided out by a local closing instead of steps 2-3.
-1. **Grey** (:func:`load_grey`): raster formats only (:data:`FORMATS`), size and header checked before
+1. **Grey** (``_read``): raster formats only (:data:`FORMATS`), size and header checked before
    decoding, JPEG decoded at a reduced scale, at most DETAIL_SIDE px; EXIF orientation applied;
    palette, 16-bit, float and colour images brought to 0..255 grey (colour by luminance, or by the
    colour axis with the most contrast when the ink and the paper differ in hue more than in brightness);
@@ -76,6 +76,8 @@ DETAIL_SIDE = 1280
 FIND_SIDE = 320
 #: ... and the digit is found on at most this many pixels on the longest side.
 WORK_SIDE = 640
+#: Luminance of an RGB pixel (ITU-R BT.601, Pillow's own convert("L") weights).
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 #: The sheet's edge band dropped all round, as a fraction of its shorter side.
 SHEET_MARGIN = 0.03
 #: On a sheet, ink must darken the paper by at least this much (of 255, relative to the paper's light).
@@ -259,11 +261,6 @@ def _upright(img: Image.Image) -> Image.Image:
     return small.transpose(method) if method is not None else small
 
 
-def load_grey(src: PathOrImage, name: str | None = None) -> np.ndarray:  # type: ignore[valid-type]
-    """Any picture → ``(H, W)`` float32 grey in 0..255 (not inverted, not resized beyond WORK_SIDE)."""
-    return _reduce(_read(src, name).grey(), WORK_SIDE)
-
-
 class _Picture:
     """A picture as read, at most DETAIL_SIDE: its opaque colour pixels if any, its grey when asked."""
 
@@ -372,7 +369,7 @@ def _image_grey(img: Image.Image) -> np.ndarray:
 
 def _colour_grey(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     """Luminance, unless ink and paper differ mainly in hue: then the colour axis with most contrast."""
-    lum = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    lum = rgb @ LUMA
     flat = rgb.reshape(-1, 3)
     if alpha is not None:
         flat = flat[alpha.ravel() > 0.5]
@@ -468,7 +465,7 @@ def _find_sheet(pic: _Picture) -> Sheet | None:
         rgb = Image.fromarray(pic.rgb, "RGB")
         f = min(1.0, FIND_SIDE / max(h, w))
         small = np.asarray(rgb.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BOX))
-        lum = small.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        lum = small.astype(np.float32) @ LUMA
         features = [whiteness(small), lum] if min(h, w) >= 2 * MIN_SIDE else []
     for feature in features:
         small_f = _reduce(np.ascontiguousarray(feature, dtype=np.float32), FIND_SIDE)

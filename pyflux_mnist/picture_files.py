@@ -20,6 +20,8 @@ from PIL import Image
 
 from .atomic import atomic_write
 from .errors import PyfluxError
+from .recipes import recipe_label
+from .spec import Recipe
 from .userpaths import os_error_line
 
 if TYPE_CHECKING:
@@ -27,6 +29,12 @@ if TYPE_CHECKING:
 
 #: Suffix → matplotlib's format name; no suffix means PNG. Charts and digit grids take the same ones.
 FORMATS = {"": "png", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
+_ONE_EACH: dict[str, str] = {}
+for _suffix, _fmt in FORMATS.items():
+    if _suffix:
+        _ONE_EACH.setdefault(_fmt, _suffix)
+#: The suffixes as help texts name them, one per format: ".png, .jpg, .svg or .pdf".
+SUFFIXES = f"{', '.join(list(_ONE_EACH.values())[:-1])} or {list(_ONE_EACH.values())[-1]}"
 NO_MATPLOTLIB = "charts need matplotlib, which is not installed: pip install 'pyflux-mnist[plots]'"
 
 
@@ -92,7 +100,7 @@ def save_picture(picture: Image.Image | Any, path: str | os.PathLike[str]) -> st
     if isinstance(picture, Image.Image):
         data = _pillow_bytes(picture, fmt)
     else:  # a matplotlib Figure
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # optional extra, slow to import
 
         FigureCanvasAgg(picture)
         buf = io.BytesIO()
@@ -128,8 +136,6 @@ def model_details(model: Model | None) -> str:
 def model_name(model: Model | None) -> str:
     """The recipe's name with what was changed in it (``flux-tutorial (hidden 64)``); ``a model`` for an
     object without a recipe."""
-    from .recipes import recipe_label
-    from .spec import Recipe
 
     recipe = getattr(model, "recipe", None)
     if isinstance(recipe, Recipe):

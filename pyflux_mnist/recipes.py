@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import SpecError, did_you_mean
+from .errors import SpecError, unknown_name
 from .spec import DataSpec, InitSpec, ModelSpec, OptimizerSpec, Recipe
 
 FLUX_TUTORIAL = Recipe(
@@ -165,16 +165,19 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+#: The recipe every command and the API train when none is named: the Flux tutorial's network.
+DEFAULT_RECIPE = FLUX_TUTORIAL.name
+
+
 def get_recipe(name_or_recipe: str | Recipe) -> Recipe:
     """Look up a recipe by name (a :class:`Recipe` passes through)."""
     if isinstance(name_or_recipe, Recipe):
         return name_or_recipe
-    try:
-        return RECIPES[name_or_recipe]
-    except KeyError:
-        hint = did_you_mean(str(name_or_recipe), RECIPES)
-        known = ", ".join(RECIPES)
-        raise SpecError(f"unknown recipe {name_or_recipe!r}{hint}; choose one of: {known}") from None
+    if not isinstance(name_or_recipe, str):
+        raise SpecError(f"recipe must be a name or a Recipe, got {name_or_recipe!r}")
+    if name_or_recipe not in RECIPES:
+        raise unknown_name("recipe", name_or_recipe, RECIPES)
+    return RECIPES[name_or_recipe]
 
 
 #: Fields that describe a recipe rather than change what it trains: never reported as overrides.

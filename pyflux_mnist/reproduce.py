@@ -16,12 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from .backends import REFERENCE
+from .backends import REFERENCE, get_backend
 from .blas import blas_libraries
 from .errors import DivergedError, SpecError
+from .mnist import load_mnist
 from .prepare import steps_per_epoch, train_samples
-from .recipes import RECIPES, get_recipe
+from .recipes import RECIPES
+from .run import Run, build_run, check_seed, resolve_recipe
 from .spec import Recipe
+from .training import ProgressFn, train_run
 
 #: Within this many percentage points of the published number counts as reproduced.
 TOLERANCE_POINTS = 0.5
@@ -31,8 +34,6 @@ CHEAP_STEPS = 200_000
 
 #: Called before each run with (recipe, seed, index of the run, number of runs).
 StartFn = Callable[[Recipe, int, int, int], None]
-#: Called during a run with (steps done, total steps, latest loss), as :func:`~pyflux_mnist.training.train`.
-ProgressFn = Callable[[int, int, float], None]
 
 
 def total_steps(recipe: Recipe, n_train: int | None = None) -> int:
@@ -120,7 +121,7 @@ def resolve_names(names: Sequence[str], all_: bool) -> list[str]:
     if not names:
         raise SpecError(f"name the recipes to reproduce, or --all; choose from: {', '.join(RECIPES)}")
     for name in names:
-        get_recipe(name)
+        resolve_recipe(name)
     return list(dict.fromkeys(names))
 
 
@@ -130,9 +131,9 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise SpecError(f"--seeds takes integers separated by commas, like 0,1,2; got {text!r}") from None
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise SpecError(f"--seeds needs distinct non-negative integers, like 0,1,2; got {text!r}")
-    return seeds
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SpecError(f"--seeds needs distinct seeds, like 0,1,2; got {text!r}")
+    return [check_seed(s) for s in seeds]
 
 
 def reproduce(
@@ -146,44 +147,39 @@ def reproduce(
     on_progress: ProgressFn | None = None,
     train_fn: Callable[..., Any] | None = None,
 ) -> list[Row]:
-    """Train each recipe on each seed (expensive recipes: the first seed only, unless told otherwise)."""
-    from .backends import get_backend
-    from .training import train
+    """Train each recipe on each seed (expensive recipes: the first seed only, unless told otherwise).
 
-    train_fn = train_fn or train
-    engine = get_backend(backend)  # refuse an unusable backend before any training
-    if data is None:
-        from .mnist import load_mnist
-
-        data = load_mnist()
-    recipes = [get_recipe(n) for n in names]
-    plan = [(r, list(seeds) if (expensive_all_seeds or is_cheap(r)) else [seeds[0]]) for r in recipes]
-    n_runs, k = sum(len(s) for _, s in plan), 0
-    rows = []
-    for r, run_seeds in plan:
-        row = Row(recipe=r.name, backend=engine.name, published=r.published)
+    Every run is built (and checked) before the first one trains, so an unusable backend is refused at
+    once; a recipe the backend cannot express becomes a skipped row."""
+    train_fn = train_fn or train_run
+    get_backend(backend)  # an unknown or unusable backend is refused before anything else
+    plan: list[tuple[Row, list[Run]]] = []
+    for r in (resolve_recipe(n) for n in names):
+        row = Row(recipe=r.name, backend=backend, published=r.published)
+        run_seeds = list(seeds) if (expensive_all_seeds or is_cheap(r)) else [seeds[0]]
         try:
-            engine.check_recipe(r)
+            plan.append((row, [build_run(r, backend, seed) for seed in run_seeds]))
         except SpecError as e:  # this backend cannot express this recipe (Rashid's rule)
             row.status, row.reason = "skipped", str(e)
-            rows.append(row)
-            k += len(run_seeds)
-            continue
-        for seed in run_seeds:
+            plan.append((row, []))
+    if data is None:
+        data = load_mnist()
+    n_runs, k = sum(len(runs) for _, runs in plan), 0
+    for row, runs in plan:
+        for run in runs:
             if on_start is not None:
-                on_start(r, seed, k, n_runs)
+                on_start(run.recipe, run.seed, k, n_runs)
             k += 1
             try:
-                result = train_fn(r, engine, data, seed, on_progress=on_progress)
+                result = train_fn(run, data, on_progress=on_progress)
             except DivergedError as e:
-                row.status, row.reason = "diverged", f"seed {seed}: {e}"
+                row.status, row.reason = "diverged", f"seed {run.seed}: {e}"
                 break
-            row.seeds.append(seed)
+            row.seeds.append(run.seed)
             row.accuracies.append(result.test_accuracy)
             row.train_accuracies.append(result.train_accuracy)
             row.run_seconds.append(result.seconds)
-        rows.append(row)
-    return rows
+    return [row for row, _ in plan]
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -274,7 +270,7 @@ def render_markdown(rows: Sequence[Row], *, command: str = "", intro: str = "") 
         "",
     ]
     for row in rows:
-        r = get_recipe(row.recipe)
+        r = resolve_recipe(row.recipe)
         lines += [f"### `{r.name}`", ""]
         if r.source:
             lines += [f"Source: {r.source}.", ""]
@@ -299,7 +295,3 @@ def _result_sentence(row: Row) -> str:
     if row.status == "diverged":
         parts.append(f"diverged: {row.reason}")
     return "; ".join(parts) + "." if parts else ""
-
-
-def summary_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
-    return [r.to_dict() for r in rows]

@@ -13,9 +13,6 @@ from dataclasses import dataclass
 
 from .flags import parse_flag
 
-#: What switches a backend off (PYFLUX_MNIST_JULIA=0); any other value leaves it on.
-FALSY = ("0", "false", "no", "off")
-
 
 @dataclass(frozen=True)
 class Setting:
@@ -37,7 +34,10 @@ class Setting:
         return parse_flag(self.name, self.raw(environ) or "")
 
     def is_no(self, environ: Mapping[str, str] | None = None) -> bool:
-        return (self.get(environ) or "").lower() in FALSY
+        """A switch that is on unless set to no (``PYFLUX_MNIST_JULIA=0``): read by the same parser as
+        :meth:`flag`, so ``n`` means no here too, and ``maybe`` is refused in one line."""
+        raw = self.raw(environ)
+        return raw is not None and not parse_flag(self.name, raw)
 
 
 # --- the package's own -------------------------------------------------------------------------------
@@ -62,6 +62,7 @@ JULIAPKG_OFFLINE = Setting("PYTHON_JULIAPKG_OFFLINE", "juliapkg: yes to never do
 
 # --- others' that the package reads or sets ------------------------------------------------------------
 XDG_CACHE_HOME = Setting("XDG_CACHE_HOME", "the cache root (MNIST goes to its pyflux-mnist/ folder)")
+PYTHONPATH = Setting("PYTHONPATH", "Python's module path (bench puts this package first in each worker's)")
 #: Thread counts for BLAS/OpenMP; ``bench`` sets all of them in each worker before any library loads.
 THREAD_VARS = tuple(
     Setting(name, "threads for BLAS/OpenMP (bench sets it in each worker)")
@@ -87,6 +88,7 @@ SETTINGS: tuple[Setting, ...] = (
     JULIAPKG_EXE,
     JULIAPKG_OFFLINE,
     XDG_CACHE_HOME,
+    PYTHONPATH,
     *THREAD_VARS,
     *OPENBLAS_VARS,
 )

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import SpecError
+import numpy as np
+
+from .errors import SpecError, unknown_name
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "identity")
 LOSSES = ("crossentropy", "logitcrossentropy", "squared_error")
@@ -55,6 +56,9 @@ MAX_PARAMETERS = 1 << 26
 #: Upper bound on the Dense layers (the deepest recipe has 4): it bounds the entries a model file or
 #: checkpoint may hold, which are counted before anything in such a file is read.
 MAX_LAYERS = 32
+#: The most steps (or epochs, or samples per batch) a recipe may ask for: a run's loss curve alone is 8
+#: bytes a step, and a worker draws its batches up front.
+MAX_STEPS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,11 @@ class ModelSpec:
     def shapes(self) -> list[tuple[tuple[int, int], tuple[int]]]:
         """``[((out, in), (out,)), ...]``: the weight and bias shape of each layer."""
         return [((o, i), (o,)) for i, o in zip(self.sizes[:-1], self.sizes[1:])]
+
+    @property
+    def param_shapes(self) -> list[tuple[int, ...]]:
+        """The shape of each parameter in order, ``[W1, b1, W2, b2, ...]``: what a model file holds."""
+        return [shape for pair in self.shapes for shape in pair]
 
     @property
     def n_params(self) -> int:
@@ -204,10 +213,14 @@ class Recipe:
                 "the rashid update rule is defined for all-sigmoid networks without biases, with "
                 "squared error and plain descent"
             )
-        for name in ("batch_size", "steps", "epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SpecError(f"{name} must be a non-negative integer, got {value!r}")
+        batch_size = whole_number("batch_size", self.batch_size)
+        if not 0 <= batch_size <= MAX_STEPS:
+            raise SpecError(
+                f"batch size must be between 0 (full batch) and the number of samples, got {batch_size}"
+            )
+        object.__setattr__(self, "batch_size", batch_size)
+        for name in ("steps", "epochs"):
+            object.__setattr__(self, name, check_count(name, getattr(self, name)))
         if self.steps == 0 and self.epochs == 0:
             raise SpecError("a recipe needs steps > 0 or epochs > 0")
 
@@ -220,9 +233,6 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
@@ -252,6 +262,23 @@ def _fields(cls: type, d: Any) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
+def whole_number(name: str, value: object) -> int:
+    """``value`` if it is an integer (not a bool, not a string of digits), else the package's one line."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SpecError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def check_count(name: str, value: object, low: int = 0) -> int:
+    """A step or epoch count: a whole number from ``low`` to :data:`MAX_STEPS` (an override asks for at
+    least 1; a recipe may leave one of the two at 0)."""
+    value = whole_number(name, value)
+    if not low <= value <= MAX_STEPS:
+        what = "a positive" if low else "a non-negative"
+        raise SpecError(f"{name} must be {what} integer up to {MAX_STEPS}, got {value}")
+    return value
+
+
 def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise SpecError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+        raise unknown_name(what, value, choices)

@@ -15,31 +15,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import REFERENCE, Backend, Trainer, get_backend
-from .checkpoint import (
-    DEFAULT_EVERY,
-    Checkpoint,
-    StopFlag,
-    check_resumable,
-    data_fingerprint,
-    load_checkpoint,
-)
+from .backends import REFERENCE, Backend, Trainer, load_backend
+from .checkpoint import DEFAULT_EVERY, Checkpoint, StopFlag, check_same_data, data_fingerprint
 from .checkpoint import save_checkpoint as _save_checkpoint
 from .errors import DivergedError, SpecError, TrainingInterrupted
 from .init import run_start
+from .mnist import load_mnist
 from .model import Model
 from .prepare import Prepared, Schedule, prepare
 from .progress_display import progress_for
-from .recipes import get_recipe, recipe_label, recipe_overrides, with_override_notes
-from .spec import Recipe
+from .recipes import DEFAULT_RECIPE, recipe_label, recipe_overrides
+from .run import Overrides, Run, build_run
+from .spec import MAX_STEPS, Recipe
 
 if TYPE_CHECKING:
     from .mnist import MnistData
 
+#: What to do when the loss goes up or diverges (said by the training loop and by ``train``'s warning).
+LOWER_LR = "try a lower learning rate (--lr)"
 #: A loss this many times the first step's counts as diverged even while it is still finite.
 EXPLODED = 1e4
-#: The most steps one run may have (its loss curve alone is 8 bytes a step).
-MAX_STEPS = 10_000_000
 
 #: Called after each chunk of steps with (steps done, total steps, latest loss).
 ProgressFn = Callable[[int, int, float], None]
@@ -104,60 +99,9 @@ class TrainResult:
         }
 
 
-def resolve_recipe(
-    recipe: str | Recipe = "flux-tutorial",
-    *,
-    steps: int | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    hidden: int | Sequence[int] | None = None,
-) -> Recipe:
-    """A named recipe with the user's overrides applied (and checked)."""
-    r = get_recipe(recipe)
-    changes: dict[str, Any] = {}
-    if steps is not None and epochs is not None:
-        raise SpecError("give either steps or epochs (--steps or --epochs), not both")
-    if steps is not None:
-        changes.update(steps=_positive("steps", steps), epochs=0)
-    if epochs is not None:
-        changes.update(epochs=_positive("epochs", epochs))
-    if batch_size is not None:
-        if not 0 <= batch_size <= MAX_STEPS:
-            raise SpecError(
-                f"batch size must be between 0 (full batch) and the number of samples, got {batch_size}"
-            )
-        changes["batch_size"] = batch_size
-    if lr is not None:
-        if not (lr > 0 and math.isfinite(lr)):
-            raise SpecError(f"learning rate must be a positive number, got {lr}")
-        changes["optimizer"] = {"lr": lr}
-    if hidden is not None:
-        widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
-        if len(widths) != len(r.model.sizes) - 2:
-            raise SpecError(
-                f"recipe {r.name!r} has {len(r.model.sizes) - 2} hidden layer(s); got {len(widths)} width(s)"
-            )
-        changes["model"] = {"sizes": (784, *widths, 10)}
-    return with_override_notes(r.replace(**changes)) if changes else r
-
-
-def _positive(name: str, value: int) -> int:
-    if not 0 < value <= MAX_STEPS:
-        raise SpecError(f"{name} must be a positive integer up to {MAX_STEPS}, got {value}")
-    return value
-
-
-def check_seed(seed: int) -> int:
-    """Seeds are non-negative integers below 2**63 (NumPy refuses negative ones with a traceback)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise SpecError(f"seed must be an integer between 0 and 2**63 - 1, got {seed!r}")
-    return int(seed)
-
-
 def train(
-    recipe: str | Recipe = "flux-tutorial",
-    backend: str | Backend = REFERENCE,
+    recipe: str | Recipe = DEFAULT_RECIPE,
+    backend: str | None = None,
     data: MnistData | None = None,
     seed: int = 0,
     *,
@@ -175,13 +119,15 @@ def train(
     checkpoint_every: int = 0,
     resume: str | os.PathLike[str] | Checkpoint | None = None,
 ) -> TrainResult:
-    """Train a recipe on MNIST and evaluate it.
+    """Train a recipe on MNIST and evaluate it: :func:`~pyflux_mnist.run.build_run` then :func:`train_run`.
 
-    ``data`` is an :class:`~pyflux_mnist.mnist.MnistData` (or ``None`` to load MNIST from ``data_dir``,
-    ``$PYFLUX_MNIST_DATA``, the cache or a download). ``initial_params`` replaces the seeded initial
-    weights (the parity tests start every backend from the same ones). ``on_progress(done, total, loss)``
-    is called after each chunk of steps; without it, a notebook or a terminal shows a progress bar and
-    anything else (a log, a pipe) nothing.
+    ``backend``: a name (default: the reference, NumPy; when resuming, the checkpoint's). ``data`` is an
+    :class:`~pyflux_mnist.mnist.MnistData` (or ``None`` to load MNIST from ``data_dir``,
+    ``$PYFLUX_MNIST_DATA``, the cache or a download). ``steps``, ``epochs``, ``batch_size``, ``lr`` and
+    ``hidden`` change the recipe. ``initial_params`` replaces the seeded initial weights (the parity tests
+    start every backend from the same ones). ``on_progress(done, total, loss)`` is called after each chunk
+    of steps; without it, a notebook or a terminal shows a progress bar and anything else (a log, a pipe)
+    nothing.
 
     ``checkpoint``: write a checkpoint there every ``checkpoint_every`` steps (default
     :data:`~pyflux_mnist.checkpoint.DEFAULT_EVERY`) and when Ctrl-C stops the run. ``resume``: continue
@@ -190,39 +136,57 @@ def train(
     :class:`TrainingInterrupted`.
     """
     t_start = time.perf_counter()
-    ck = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
-    if ck is not None:
-        if any(x is not None for x in (steps, epochs, batch_size, lr, hidden, initial_params)):
-            raise SpecError("a resumed run takes its recipe from the checkpoint; give no overrides")
-        recipe, seed = ck.recipe, ck.seed
-    seed = check_seed(seed)
-    r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden)
-    engine = backend if isinstance(backend, Backend) else get_backend(backend, r)
-    engine.check_recipe(r)  # before any data is loaded
+    changes = Overrides(steps, epochs, batch_size, lr, hidden)  # type: ignore[arg-type]  # checked there
+    if resume is not None and initial_params is not None:
+        raise SpecError("a resumed run takes its recipe from the checkpoint; give no overrides")
+    run = build_run(recipe, backend, seed, changes, resume)
     if data is None:
-        from .mnist import load_mnist
-
         data = load_mnist(data_dir, offline=offline, verify=verify)
-    run = _plan(r, engine, prepare(data, r.data), seed, ck, resume, initial_params)
+    return train_run(
+        run, data, on_progress=on_progress, checkpoint=checkpoint, every=checkpoint_every,
+        initial_params=initial_params, t_start=t_start,
+    )  # fmt: skip
+
+
+def train_run(
+    run: Run,
+    data: MnistData,
+    *,
+    on_progress: ProgressFn | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    every: int = 0,
+    initial_params: list[np.ndarray] | None = None,
+    t_start: float | None = None,
+) -> TrainResult:
+    """Train a checked :class:`~pyflux_mnist.run.Run` on ``data`` and evaluate it: nothing is looked up
+    or checked again, except what needs the data (the batch size, the run's length, a checkpoint's fit).
+
+    ``checkpoint``: write one there every ``every`` steps (0: :data:`~pyflux_mnist.checkpoint.DEFAULT_EVERY`)
+    and when Ctrl-C stops the run.
+    """
+    t_start = time.perf_counter() if t_start is None else t_start
+    every = (every or DEFAULT_EVERY) if checkpoint is not None else 0
+    r, ck = run.recipe, run.resume
+    engine = load_backend(run.backend)
+    plan = _plan(run, prepare(data, r.data), initial_params)
 
     t0 = time.perf_counter()
-    trainer = engine.trainer(r, run.params, run.prepared.X_train, run.prepared.Y_train)
+    trainer = engine.trainer(r, plan.params, plan.prepared.X_train, plan.prepared.Y_train)
     if ck is not None:
         trainer.load_optimizer_state(ck.optimizer_state)
     t1 = time.perf_counter()
-    every = (checkpoint_every or DEFAULT_EVERY) if checkpoint is not None else 0
-    label, total = f"{recipe_label(r)} [{engine.name}]", run.schedule.total_steps
+    label, total = f"{recipe_label(r)} [{engine.name}]", plan.schedule.total_steps
     with progress_for(on_progress, label, total) as progress:  # a bar where a person watches
-        losses = _run(trainer, run, every, checkpoint, progress, ck)
+        losses = _run(trainer, plan, every, checkpoint, progress)
     t2 = time.perf_counter()
     final = trainer.parameters()
-    train_acc, test_acc, test_pred = evaluate(engine, r, final, run.prepared)
+    train_acc, test_acc, test_pred = evaluate(engine, r, final, plan.prepared)
     t3 = time.perf_counter()
 
     meta = {
         "backend": engine.name,
         "overrides": recipe_overrides(r),
-        "seed": seed,
+        "seed": run.seed,
         "steps": len(losses),
         "final_loss": float(losses[-1]),
         "train_accuracy": train_acc,
@@ -236,66 +200,56 @@ def train(
         test_predictions=test_pred,
         timings={"setup": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t_start},
         backend=engine.name,
-        seed=seed,
-        epoch_steps=run.schedule.steps_per_epoch,
+        seed=run.seed,
+        epoch_steps=plan.schedule.steps_per_epoch,
     )
 
 
 @dataclass
 class _Plan:
-    """One run, decided before any step: its recipe, backend, data, start and batch order."""
+    """A run on its data, decided before any step: where it starts and the batch order."""
 
-    recipe: Recipe
-    backend: str
+    run: Run
     prepared: Prepared
-    seed: int
     params: list[np.ndarray]  # the starting weights: drawn from the seed, given, or the checkpoint's
     schedule: Schedule
     fingerprint: str  # of the training labels, so a checkpoint is only resumed on the same data
 
 
-def _plan(
-    r: Recipe,
-    engine: Backend,
-    prepared: Prepared,
-    seed: int,
-    ck: Checkpoint | None,
-    resume: object,
-    initial_params: list[np.ndarray] | None,
-) -> _Plan:
-    """Check the run is possible (batch size, length, a checkpoint that fits) and fix where it starts."""
+def _plan(run: Run, prepared: Prepared, initial_params: list[np.ndarray] | None) -> _Plan:
+    """Check what needs the data (batch size, length, a checkpoint that fits) and fix where it starts."""
+    r, ck = run.recipe, run.resume
     n_train = prepared.X_train.shape[1]
     if r.batch_size > n_train:
         raise SpecError(f"batch size {r.batch_size} is larger than the {n_train} training samples")
-    start = run_start(r, n_train, seed)
+    start = run_start(r, n_train, run.seed)
     sched = start.schedule
     if sched.total_steps > MAX_STEPS:
         raise SpecError(f"{sched.total_steps} steps is more than this package runs ({MAX_STEPS})")
     fingerprint = data_fingerprint(prepared.y_train, prepared.X_train)
     params = start.params if initial_params is None else initial_params
     if ck is not None:
-        check_resumable(ck, engine.name, sched.total_steps, fingerprint, resume if ck is not resume else None)
+        check_same_data(ck, sched.total_steps, fingerprint)
         params = ck.params
-    return _Plan(r, engine.name, prepared, seed, params, sched, fingerprint)
+    return _Plan(run, prepared, params, sched, fingerprint)
 
 
 def _run(
     trainer: Trainer,
-    run: _Plan,
+    plan: _Plan,
     every: int,
     checkpoint: str | os.PathLike[str] | None,
     on_progress: ProgressFn | None,
-    ck: Checkpoint | None,
 ) -> np.ndarray:
     """The steps, under Ctrl-C's stop flag: checkpoints every ``every`` steps and on a stop, which then
     ends the run with :class:`TrainingInterrupted`."""
-    total = run.schedule.total_steps
+    run, total = plan.run, plan.schedule.total_steps
 
     def save_checkpoint(losses: np.ndarray) -> None:
         assert checkpoint is not None  # only called when there is somewhere to save
         state = Checkpoint(
             run.recipe, trainer.parameters(), trainer.optimizer_state(), losses, run.seed, run.backend,
-            total, run.fingerprint, every,
+            total, plan.fingerprint, every,
         )  # fmt: skip
         _save_checkpoint(checkpoint, state)
 
@@ -303,10 +257,10 @@ def _run(
     with stop.active():
         losses = run_schedule(
             trainer,
-            run.schedule,
+            plan.schedule,
             chunk=trainer.chunk_size,
             on_progress=on_progress,
-            done_losses=None if ck is None else ck.losses,
+            done_losses=None if run.resume is None else run.resume.losses,
             every=every,
             on_checkpoint=save_checkpoint,
             stop=lambda: stop.requested,
@@ -365,7 +319,7 @@ def run_schedule(
             if bad.size:
                 raise DivergedError(
                     f"training diverged: loss is {chunk_losses[bad[0]]:.4g} at step {done + bad[0] + 1}; "
-                    "try a lower learning rate (--lr)"
+                    + LOWER_LR
                 )
             done, batches = end, []
             if on_progress is not None:

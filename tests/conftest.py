@@ -109,6 +109,9 @@ def small_model(mnist):
 @pytest.fixture(scope="session")
 def rashid_model(mnist):
     """A sigmoid, squared-error Rashid network: 3000 per-sample steps."""
-    from pyflux_mnist.training import resolve_recipe, train
+    from pyflux_mnist.run import Overrides, resolve_recipe
+    from pyflux_mnist.training import train
 
-    return train(resolve_recipe("rashid", steps=3000), data=Subset(mnist, 3000, 1000), seed=0).model
+    return train(
+        resolve_recipe("rashid", Overrides(steps=3000)), data=Subset(mnist, 3000, 1000), seed=0
+    ).model

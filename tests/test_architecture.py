@@ -148,24 +148,36 @@ def test_the_name_check_catches_comparisons(tmp_path) -> None:
 
 
 def _environment_reads(path: Path) -> list[str]:
-    """``os.environ.get(...)``, ``os.environ[...]``, ``os.getenv(...)``, ``"X" in os.environ``."""
+    """``os.environ.get(...)``, ``os.environ[...]``, ``os.getenv(...)``, ``"X" in os.environ``, and the
+    same through a name bound to ``os.environ`` (``env = os.environ if environ is None else environ``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    environs = {"os.environ"}
+    for node in ast.walk(tree):  # aliases: a name assigned from an expression that mentions os.environ
+        if isinstance(node, ast.Assign) and "os.environ" in ast.unparse(node.value):
+            environs.update(ast.unparse(t) for t in node.targets if isinstance(t, ast.Name))
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             f = node.func
-            if f.attr == "getenv" or (f.attr == "get" and ast.unparse(f.value) == "os.environ"):
+            if f.attr == "getenv" or (f.attr == "get" and ast.unparse(f.value) in environs):
                 found.append(f"line {node.lineno}: {ast.unparse(node)}")
-        elif (isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ") or (
-            isinstance(node, ast.Compare) and any(ast.unparse(c) == "os.environ" for c in node.comparators)
-        ):
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and ast.unparse(node.value) in environs
+        ) or (isinstance(node, ast.Compare) and any(ast.unparse(c) in environs for c in node.comparators)):
             found.append(f"line {node.lineno}: {ast.unparse(node)}")
     return found
 
 
 def test_the_environment_check_catches_reads(tmp_path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text('import os\na = os.environ.get("A")\nb = os.environ["B"]\nc = "C" in os.environ\n')
-    assert [hit.split(":")[0] for hit in _environment_reads(probe)] == ["line 2", "line 3", "line 4"]
+    probe.write_text(
+        'import os\na = os.environ.get("A")\nb = os.environ["B"]\nc = "C" in os.environ\n'
+        'env = os.environ if x is None else x\nd = env.get("D")\ne = env["E"]\nenv["F"] = "1"\n'
+    )
+    hits = [hit.split(":")[0] for hit in _environment_reads(probe)]
+    assert hits == ["line 2", "line 3", "line 4", "line 6", "line 7"]
 
 
 def test_only_settings_reads_the_environment() -> None:
@@ -175,3 +187,40 @@ def test_only_settings_reads_the_environment() -> None:
         if path.name != "settings.py" and (hits := _environment_reads(path))
     }
     assert offenders == {}, f"define the variable in pyflux_mnist/settings.py and read it there: {offenders}"
+
+
+#: Where a recipe name may become a recipe: the registry that defines them, and the run module.
+RECIPE_RESOLVERS = {"recipes.py", "run.py"}
+
+
+def _recipe_lookups(path: Path) -> list[str]:
+    """``get_recipe(...)``, ``RECIPES[...]`` and ``RECIPES.get(...)``: a recipe looked up by its name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        called = ast.unparse(node.func) if isinstance(node, ast.Call) else ""
+        indexed = ast.unparse(node.value) if isinstance(node, ast.Subscript) else ""
+        lookup = called.rpartition(".")[2] == "get_recipe" or called.endswith("RECIPES.get")
+        if lookup or indexed.rpartition(".")[2] == "RECIPES":
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_recipe_check_catches_lookups(tmp_path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from pyflux_mnist import recipes\nfrom pyflux_mnist.recipes import RECIPES, get_recipe\n"
+        'a = get_recipe("keras")\nb = RECIPES["rashid"]\nc = recipes.RECIPES.get(name)\n'
+        "d = recipes.get_recipe(name)\nfor r in RECIPES.values():\n    pass\n"
+    )
+    assert [hit.split(":")[0] for hit in _recipe_lookups(probe)] == ["line 3", "line 4", "line 5", "line 6"]
+
+
+def test_only_the_run_module_resolves_a_recipe_by_name() -> None:
+    """A run is described once (pyflux_mnist/run.py): every entry point asks it, so a name is never
+    resolved, checked and resolved again on the way to the backend."""
+    offenders = {
+        str(path.relative_to(PACKAGE)): hits
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name not in RECIPE_RESOLVERS and (hits := _recipe_lookups(path))
+    }
+    assert offenders == {}, f"build a Run (pyflux_mnist.run) instead: {offenders}"

@@ -101,6 +101,8 @@ def test_a_backend_that_cannot_express_the_recipe_is_an_unavailable_row(mnist_di
         (["--repeat", "0"], "--repeat must be a positive integer"),
         (["--threads", "0"], "--threads must be a positive integer"),
         (["--recipe", "nope"], "unknown recipe 'nope'"),
+        (["--seed", "-1"], "seed must be an integer between 0 and 2**63 - 1, got -1"),  # main: unchecked
+        (["--seed", "x"], "seed must be a whole number, got 'x'"),
         (["--output", "/nonexistent/dir/r.json"], "does not exist"),
     ],
 )

@@ -12,7 +12,8 @@ from subset import Subset
 
 from pyflux_mnist.checkpoint import StopFlag, load_checkpoint, save_checkpoint
 from pyflux_mnist.errors import DivergedError, ModelFileError, PyfluxError, SpecError, TrainingInterrupted
-from pyflux_mnist.training import resolve_recipe, train
+from pyflux_mnist.run import Overrides, resolve_recipe
+from pyflux_mnist.training import train
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ CASES = {
 def test_interrupt_then_resume_is_bit_identical(name: str, small, small_55k, tmp_path) -> None:
     data = small_55k if name == "tensorflow-tutorial" else small
     overrides, stop_at = CASES[name]
-    r = resolve_recipe(name, **overrides)
+    r = resolve_recipe(name, Overrides(**overrides))
     reference = train(r, "numpy", data, 5)
 
     ck = tmp_path / "run.ckpt.npz"
@@ -71,7 +72,7 @@ def test_interrupt_then_resume_is_bit_identical(name: str, small, small_55k, tmp
 
 def test_periodic_checkpoints_and_the_last_one(small, tmp_path) -> None:
     ck = tmp_path / "c.npz"
-    r = resolve_recipe("numpy-twolayer", steps=10, hidden=8)
+    r = resolve_recipe("numpy-twolayer", Overrides(steps=10, hidden=8))
     seen = []
 
     def on_progress(done: int, total: int, loss: float) -> None:
@@ -85,7 +86,7 @@ def test_periodic_checkpoints_and_the_last_one(small, tmp_path) -> None:
 
 
 def test_interrupt_without_checkpoint_says_nothing_was_saved(small) -> None:
-    r = resolve_recipe("numpy-twolayer", steps=10, hidden=8)
+    r = resolve_recipe("numpy-twolayer", Overrides(steps=10, hidden=8))
     with pytest.raises(TrainingInterrupted, match="after step 3 of 10; nothing saved"):
         train(r, "numpy", small, 0, on_progress=_interrupt_at(3))
 
@@ -102,7 +103,7 @@ def test_second_ctrl_c_interrupts_at_once() -> None:
 @pytest.fixture(scope="module")
 def checkpoint_file(small, tmp_path_factory):
     path = tmp_path_factory.mktemp("ck") / "c.npz"
-    r = resolve_recipe("flux-tutorial", steps=4, hidden=8)
+    r = resolve_recipe("flux-tutorial", Overrides(steps=4, hidden=8))
     train(r, "numpy", small, 0, checkpoint=path, checkpoint_every=2)
     return path
 
@@ -155,7 +156,7 @@ def test_bad_checkpoints_are_refused_with_one_line(checkpoint_file, tmp_path, me
 def test_a_model_file_is_not_a_checkpoint_and_vice_versa(checkpoint_file, small, tmp_path) -> None:
     from pyflux_mnist.model import load_model
 
-    model = train(resolve_recipe("flux-tutorial", steps=1, hidden=8), "numpy", small).model
+    model = train(resolve_recipe("flux-tutorial", Overrides(steps=1, hidden=8)), "numpy", small).model
     with pytest.raises(ModelFileError, match="a model file"):
         load_checkpoint(model.save(tmp_path / "m.npz"))
     with pytest.raises(ModelFileError):
@@ -167,7 +168,9 @@ def test_a_model_file_is_not_a_checkpoint_and_vice_versa(checkpoint_file, small,
 def test_divergence_never_overwrites_a_good_checkpoint(mnist, tmp_path) -> None:
     """SGD at lr 1 on the deep linear network overflows to NaN (the parameters go first)."""
     ck = tmp_path / "c.npz"
-    r = resolve_recipe("tensorflow-tutorial", steps=60).replace(optimizer={"name": "descent", "lr": 1.0})
+    r = resolve_recipe("tensorflow-tutorial", Overrides(steps=60)).replace(
+        optimizer={"name": "descent", "lr": 1.0}
+    )
     with pytest.raises(DivergedError, match=r"step \d+; try a lower learning rate") as info:
         train(r, "numpy", mnist, 0, checkpoint=ck, checkpoint_every=1)
     assert "\n" not in str(info.value)
@@ -189,7 +192,9 @@ def test_save_checkpoint_refuses_a_non_finite_state(checkpoint_file, tmp_path) -
 @pytest.mark.torch
 def test_torch_resume_matches_the_uninterrupted_run(small, tmp_path) -> None:
     pytest.importorskip("torch")
-    r = resolve_recipe("numpy-twolayer", steps=20, hidden=16).replace(optimizer={"name": "adam", "lr": 1e-3})
+    r = resolve_recipe("numpy-twolayer", Overrides(steps=20, hidden=16)).replace(
+        optimizer={"name": "adam", "lr": 1e-3}
+    )
     reference = train(r, "torch", small, 2)
     ck = tmp_path / "t.npz"
     with pytest.raises(TrainingInterrupted):
@@ -205,7 +210,7 @@ def test_flux_resume_matches_the_uninterrupted_run(small, tmp_path) -> None:
     reason = backend_status()["flux"]
     if reason and not julia_bridge.required():  # PYFLUX_MNIST_JULIA=1 (CI): unavailable is a failure
         pytest.skip(reason)
-    r = resolve_recipe("numpy-twolayer", steps=120, hidden=16)
+    r = resolve_recipe("numpy-twolayer", Overrides(steps=120, hidden=16))
     reference = train(r, "flux", small, 2)
     ck = tmp_path / "f.npz"
     with pytest.raises(TrainingInterrupted):  # Flux runs 50 steps a call, cut at checkpoint steps

@@ -71,7 +71,7 @@ def _fails_fast(result, text: str) -> None:
         (["--lr", "-1"], "learning rate must be a positive number"),
         (["--lr", "nan"], "learning rate must be a positive number"),
         (["--lr", "inf"], "learning rate must be a positive number"),
-        (["--hidden", "0"], "hidden widths must be positive"),
+        (["--hidden", "0"], "layer sizes must be between 1 and 65536, got (784, 0, 10)"),
         (["--hidden", "100000"], "layer sizes must be between 1 and 65536"),
         (["--hidden", "32,32"], "has 1 hidden layer(s)"),
         (["--seed", "-1"], "seed must be an integer between 0 and 2**63 - 1"),

@@ -313,10 +313,11 @@ def test_twin_resume_matches_the_uninterrupted_run(mnist, tmp_path) -> None:
     import signal
 
     from pyflux_mnist.errors import TrainingInterrupted
-    from pyflux_mnist.training import resolve_recipe, train
+    from pyflux_mnist.run import Overrides, resolve_recipe
+    from pyflux_mnist.training import train
 
     small = Subset(mnist, 600, 200)
-    r = resolve_recipe("numpy-twolayer", steps=120, hidden=16)
+    r = resolve_recipe("numpy-twolayer", Overrides(steps=120, hidden=16))
     reference = train(r, "numpy", small, 2)
     ck = tmp_path / "n.npz"
 

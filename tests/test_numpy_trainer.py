@@ -14,7 +14,7 @@ from pyflux_mnist.backends.numpy_trainer import NumpyTrainer, block_bounds
 from pyflux_mnist.init import init_params, run_start
 from pyflux_mnist.prepare import prepare
 from pyflux_mnist.recipes import get_recipe
-from pyflux_mnist.training import resolve_recipe
+from pyflux_mnist.run import Overrides, resolve_recipe
 
 
 def _prepared(mnist, recipe, n: int):
@@ -32,7 +32,7 @@ def _prepared(mnist, recipe, n: int):
     ],
 )
 def test_fast_trainer_gives_the_reference_losses(mnist, name, steps, n) -> None:
-    recipe = resolve_recipe(get_recipe(name), steps=steps)
+    recipe = resolve_recipe(get_recipe(name), Overrides(steps=steps))
     prepared = _prepared(mnist, recipe, n)
     params, sched = run_start(recipe, prepared.X_train.shape[1], seed=0)
     batches = list(sched)

@@ -16,7 +16,8 @@ from pyflux_mnist.errors import TrainingInterrupted
 from pyflux_mnist.init import run_start
 from pyflux_mnist.prepare import prepare
 from pyflux_mnist.recipes import get_recipe
-from pyflux_mnist.training import resolve_recipe, train
+from pyflux_mnist.run import Overrides, resolve_recipe
+from pyflux_mnist.training import train
 
 _reason = backend_status()["jax"]
 pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
@@ -48,7 +49,7 @@ def test_flux_tutorial_20_full_batch_adam_steps_match_numpy(mnist) -> None:
 def test_every_recipe_kind_matches_numpy_step_for_step(mnist, name: str, steps: int) -> None:
     """RMSprop on minibatches; Descent on raw pixels; logit cross-entropy on a deep linear net; per-sample
     squared error (the gradient of Rashid's loss: his own rule is no gradient). Batches in Python's order."""
-    recipe = resolve_recipe(get_recipe(name), steps=steps).replace(rule="backprop")
+    recipe = resolve_recipe(get_recipe(name), Overrides(steps=steps)).replace(rule="backprop")
     r = numpy_and(
         get_backend("jax"),
         recipe,
@@ -73,7 +74,9 @@ def test_optimizer_state_continues_from_numpy(mnist) -> None:
 
 def test_resume_matches_the_uninterrupted_run(mnist, tmp_path) -> None:
     small = Subset(mnist, 600, 200)
-    r = resolve_recipe("numpy-twolayer", steps=20, hidden=16).replace(optimizer={"name": "adam", "lr": 1e-3})
+    r = resolve_recipe("numpy-twolayer", Overrides(steps=20, hidden=16)).replace(
+        optimizer={"name": "adam", "lr": 1e-3}
+    )
     reference = train(r, "jax", small, 2)
     ck = tmp_path / "j.npz"
 

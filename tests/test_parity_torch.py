@@ -12,7 +12,7 @@ from pyflux_mnist.backends.numpy_backend import NumpyBackend
 from pyflux_mnist.init import init_params
 from pyflux_mnist.prepare import prepare
 from pyflux_mnist.recipes import get_recipe
-from pyflux_mnist.training import resolve_recipe
+from pyflux_mnist.run import Overrides, resolve_recipe
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install 'pyflux-mnist[torch]'")
 from pyflux_mnist.backends.torch_backend import TorchBackend  # noqa: E402
@@ -45,7 +45,7 @@ def test_flux_tutorial_20_full_batch_adam_steps_match_pytorch(mnist) -> None:
 def test_every_recipe_kind_matches_pytorch_step_for_step(mnist, name: str, steps: int) -> None:
     """RMSprop; Descent on raw pixels; logit cross-entropy on a deep linear net; per-sample squared error."""
     # rashid: the gradient of its squared error (Rashid's own rule is no gradient; see tests/test_recipes.py)
-    recipe = resolve_recipe(get_recipe(name), steps=steps).replace(rule="backprop")
+    recipe = resolve_recipe(get_recipe(name), Overrides(steps=steps)).replace(rule="backprop")
     r = numpy_and(
         TorchBackend(), recipe, mnist, n=7000 if recipe.data.train_split == "train-55k" else 2000, steps=steps
     )

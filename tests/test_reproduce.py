@@ -18,11 +18,11 @@ from pyflux_mnist.recipes import RECIPES
 def _fake_train(accuracies: dict[tuple[str, int], float]):
     calls = []
 
-    def train_fn(recipe, engine, data, seed, on_progress=None):
-        calls.append((recipe.name, seed))
+    def train_fn(run, data, on_progress=None):
+        calls.append((run.recipe.name, run.seed))
         if on_progress:
             on_progress(1, 1, 0.5)
-        acc = accuracies.get((recipe.name, seed), 0.9)
+        acc = accuracies.get((run.recipe.name, run.seed), 0.9)
         return SimpleNamespace(test_accuracy=acc, train_accuracy=acc + 0.01, seconds=2.0)
 
     return train_fn, calls
@@ -44,7 +44,7 @@ def test_rows_compare_with_the_published_number_over_seeds() -> None:
     d = keras.to_dict()
     for key in ("recipe", "backend", "published", "test_accuracy", "seconds"):
         assert key in d
-    assert json.loads(json.dumps(rp.summary_json(rows)))[0] == json.loads(json.dumps(d))
+    assert json.loads(json.dumps([r.to_dict() for r in rows]))[0] == json.loads(json.dumps(d))
 
 
 def test_a_backend_that_cannot_express_a_recipe_gives_a_skipped_row() -> None:

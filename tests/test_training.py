@@ -7,7 +7,8 @@ import pytest
 from subset import Subset
 
 from pyflux_mnist.errors import BackendUnavailable, DivergedError, SpecError
-from pyflux_mnist.training import resolve_recipe, train
+from pyflux_mnist.run import Overrides, resolve_recipe
+from pyflux_mnist.training import train
 
 
 def test_flux_tutorial_reaches_the_expected_accuracy(mnist) -> None:
@@ -31,9 +32,9 @@ def test_same_seed_same_numbers_other_seed_other_numbers(mnist) -> None:
 
 
 def test_overrides_are_applied_and_checked() -> None:
-    r = resolve_recipe("flux-tutorial", steps=5, batch_size=64, lr=0.01, hidden=16)
+    r = resolve_recipe("flux-tutorial", Overrides(steps=5, batch_size=64, lr=0.01, hidden=16))
     assert (r.steps, r.batch_size, r.optimizer.lr, r.model.sizes) == (5, 64, 0.01, (784, 16, 10))
-    assert resolve_recipe("keras", steps=7).epochs == 0
+    assert resolve_recipe("keras", Overrides(steps=7)).epochs == 0
     for kwargs, msg in [
         ({"steps": -1}, "steps must be a positive"),
         ({"steps": 1, "epochs": 1}, "either steps or epochs"),
@@ -42,13 +43,13 @@ def test_overrides_are_applied_and_checked() -> None:
         ({"hidden": (3, 4)}, "hidden layer"),
     ]:
         with pytest.raises(SpecError, match=msg):
-            resolve_recipe("flux-tutorial", **kwargs)
+            resolve_recipe("flux-tutorial", Overrides(**kwargs))
     with pytest.raises(SpecError, match="unknown recipe 'nope'; choose one of: flux-tutorial"):
         resolve_recipe("nope")
 
 
 def test_unknown_and_unavailable_backends(mnist, monkeypatch) -> None:
-    with pytest.raises(SpecError, match="unknown backend 'tensorflow'; known backends: numpy"):
+    with pytest.raises(SpecError, match="unknown backend 'tensorflow'; choose one of: numpy"):
         train("flux-tutorial", "tensorflow", mnist, steps=1)
     monkeypatch.setenv("PYFLUX_MNIST_JULIA", "0")
     with pytest.raises(BackendUnavailable):
@@ -61,7 +62,7 @@ def test_unknown_and_unavailable_backends(mnist, monkeypatch) -> None:
 )
 def test_divergence_names_the_step(mnist, recipe: str, lr: float, optimizer: str) -> None:
     """Plain SGD on the deep linear net overflows to NaN; Adam at lr 100 explodes (finite, huge)."""
-    r = resolve_recipe(recipe, steps=60).replace(optimizer={"name": optimizer, "lr": lr})
+    r = resolve_recipe(recipe, Overrides(steps=60)).replace(optimizer={"name": optimizer, "lr": lr})
     with pytest.raises(DivergedError, match=r"at step \d+; try a lower learning rate"):
         train(r, "numpy", mnist)
 

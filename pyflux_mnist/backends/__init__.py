@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from ..errors import BackendUnavailable, SpecError, did_you_mean
+from ..errors import BackendUnavailable, SpecError, unknown_name
 from ..spec import Recipe
 from .base import Backend, Trainer
 
@@ -34,11 +34,12 @@ def check_name(name: str) -> str:
     if name in BACKENDS:
         return name
     known = [n if why is None else f"{n} (unavailable: {why})" for n, why in backend_status().items()]
-    hint = did_you_mean(name, BACKENDS)
-    raise SpecError(f"unknown backend {name!r}{hint}; known backends: {', '.join(known)}")
+    raise unknown_name("backend", name, BACKENDS, ", ".join(known))
 
 
-def _load(name: str) -> Backend:
+def load_backend(name: str) -> Backend:
+    """The backend object called ``name``, unchecked beyond the name (a :class:`~pyflux_mnist.run.Run`
+    checked the rest when it was built)."""
     module, cls = BACKENDS[check_name(name)].split(":")
     return getattr(importlib.import_module(module), cls)()
 
@@ -46,7 +47,7 @@ def _load(name: str) -> Backend:
 def get_backend(name: str, recipe: Recipe | None = None) -> Backend:
     """The backend called ``name``; a clear error if it is unknown, cannot run ``recipe`` (said first: no
     installing helps there) or cannot run here."""
-    backend = _load(name)
+    backend = load_backend(name)
     if recipe is not None:
         backend.check_recipe(recipe)
     reason = backend.unavailable_reason()
@@ -59,7 +60,7 @@ def backend_status(recipe: Recipe | None = None) -> dict[str, str | None]:
     """``{name: None if usable else the reason}`` for every registered backend (and for ``recipe``)."""
     status: dict[str, str | None] = {}
     for name in BACKENDS:
-        backend = _load(name)
+        backend = load_backend(name)
         status[name] = backend.unavailable_reason()
         if recipe is not None:
             try:
@@ -75,7 +76,7 @@ def backend_availability() -> dict[str, str]:
     started) is "not checked", never "available"."""
     lines: dict[str, str] = {}
     for name, reason in backend_status().items():
-        unconfirmed = None if reason is not None else _load(name).unconfirmed()
+        unconfirmed = None if reason is not None else load_backend(name).unconfirmed()
         lines[name] = (
             f"unavailable: {reason}"
             if reason is not None
@@ -86,16 +87,12 @@ def backend_availability() -> dict[str, str]:
     return lines
 
 
-def available_backends() -> list[str]:
-    return [name for name, reason in backend_status().items() if reason is None]
-
-
 def backend_details() -> dict[str, dict[str, object]]:
     """``{name: details}``: what ``info`` shows about each backend beyond available or not."""
     details: dict[str, dict[str, object]] = {}
     for name in BACKENDS:
         try:
-            details[name] = _load(name).details()
+            details[name] = load_backend(name).details()
         except Exception as e:  # one backend's detail must not hide the rest of the report
             details[name] = {"error": str(e)}
     return details
@@ -106,7 +103,7 @@ def backend_detail_lines() -> dict[str, str]:
     lines: dict[str, str] = {}
     for name in BACKENDS:
         try:
-            line = _load(name).details_line()
+            line = load_backend(name).details_line()
         except Exception as e:  # one backend's detail must not hide the rest of the report
             line = f"error: {e}"
         if line:
@@ -118,7 +115,7 @@ def library_versions() -> dict[str, str | None]:
     """``{distribution: installed version or None}`` for every backend's library (imports none of them)."""
     versions: dict[str, str | None] = {}
     for name in BACKENDS:
-        dist = _load(name).distribution
+        dist = load_backend(name).distribution
         if dist is not None:
             try:
                 versions[dist] = version(dist)
@@ -132,7 +129,6 @@ __all__ = [
     "REFERENCE",
     "Backend",
     "Trainer",
-    "available_backends",
     "backend_availability",
     "backend_detail_lines",
     "backend_details",
@@ -141,4 +137,5 @@ __all__ = [
     "check_name",
     "get_backend",
     "library_versions",
+    "load_backend",
 ]

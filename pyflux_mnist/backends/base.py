@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..blas import blas_threads
 from ..errors import SpecError
 from ..spec import ModelSpec, Recipe
 
@@ -124,13 +125,21 @@ class Backend(ABC):
     def threads(self) -> dict[str, int | str]:
         """The thread counts this backend computes with, for reports (``doctor``, and ``bench`` after
         :meth:`pin_threads`): by default NumPy's BLAS threads."""
-        from ..blas import blas_threads
 
         return {"BLAS": blas_threads()}
 
-    @abstractmethod
     def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
-        """Start training ``recipe``'s network from ``params`` on ``X`` (784, N) and ``Y`` (10, N)."""
+        """Start training ``recipe``'s network from ``params`` on ``X`` (784, N) and ``Y`` (10, N).
+
+        The recipe check is here, once for every backend, because a trainer started on a recipe it cannot
+        express would compute the wrong numbers; a :class:`~pyflux_mnist.run.Run` was checked already, before
+        any data was loaded, so that a user hears it at once."""
+        self.check_recipe(recipe)
+        return self._trainer(recipe, params, X, Y)
+
+    @abstractmethod
+    def _trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
+        """The backend's own trainer for a recipe it can express."""
 
     @abstractmethod
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, PyfluxError
 from ..spec import ModelSpec, Recipe
+from . import julia_bridge as jb
 from .base import SLOTS, Backend, Trainer, slot_key
 
 
@@ -23,8 +24,6 @@ class FluxTrainer(Trainer):
     chunk_size = 50  # steps per Julia call: one crossing of the bridge per 50 steps
 
     def __init__(self, julia, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
-        from . import julia_bridge as jb
-
         spec, opt = recipe.model, recipe.optimizer
         self._jl = julia
         self._n_params = len(params)
@@ -49,7 +48,6 @@ class FluxTrainer(Trainer):
 
     def run(self, batches: Sequence[np.ndarray | None]) -> np.ndarray:
         """All of ``batches`` in one Julia call (``train_steps!``); the losses before each update."""
-        from . import julia_bridge as jb
 
         if len(batches) == 0:
             return np.empty(0, dtype=np.float64)
@@ -61,13 +59,9 @@ class FluxTrainer(Trainer):
         return float(self.run([batch])[0])
 
     def parameters(self) -> list[np.ndarray]:
-        from . import julia_bridge as jb
-
         return [jb.to_numpy(a) for a in self._jl.call("parameters", self._trainer)]
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        from . import julia_bridge as jb
-
         t, *slots = self._jl.call("optimiser_state", self._trainer)
         state = {"t": np.array(int(t), dtype=np.int64)}
         for name, arrays in zip(self._slots, slots, strict=True):
@@ -97,25 +91,17 @@ class FluxBackend(Backend):
     distribution = "juliacall"
 
     def unavailable_reason(self) -> str | None:
-        from . import julia_bridge
-
-        return julia_bridge.unavailable_reason()
+        return jb.unavailable_reason()
 
     def _julia(self):
-        from . import julia_bridge
-
-        return julia_bridge.load()
+        return jb.load()
 
     def unconfirmed(self) -> str | None:
-        from . import julia_bridge
-
-        return julia_bridge.unconfirmed()
+        return jb.unconfirmed()
 
     def version(self) -> str:
         """What really runs (starts Julia); :class:`BackendUnavailable` when Julia or Flux cannot be had."""
-        from . import julia_bridge
-
-        st = julia_bridge.julia_status(start=True)
+        st = jb.julia_status(start=True)
         if not st["available"]:
             raise BackendUnavailable(st["reason"])
         return (
@@ -126,15 +112,11 @@ class FluxBackend(Backend):
     def load_library(self) -> dict[str, float]:
         """Start Julia (``import juliacall``), then load our module (``using Flux``), each timed, through the
         bridge's :func:`~.julia_bridge.load`, so a failure gets its one-line hint and is remembered."""
-        from . import julia_bridge as jb
-
         timings = jb.load().timings  # the first load in this process: bench's workers are fresh ones
         return {**timings, "import": sum(timings.values())}
 
     def details(self) -> dict[str, object]:
-        from . import julia_bridge
-
-        return dict(julia_bridge.julia_status())
+        return dict(jb.julia_status())
 
     def details_line(self) -> str | None:
         """Julia's versions and threads when they are known, else why it is unavailable."""
@@ -152,18 +134,14 @@ class FluxBackend(Backend):
 
     def threads(self) -> dict[str, int | str]:
         """Julia's threads (as juliacall started it) and Julia's BLAS threads. Starts Julia."""
-        from . import julia_bridge
 
-        st = julia_bridge.julia_status(start=True)
+        st = jb.julia_status(start=True)
         return {"Julia": st.get("julia_threads") or "?", "Julia BLAS": st.get("blas_threads", "?")}
 
-    def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
-        self.check_recipe(recipe)
+    def _trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         return FluxTrainer(self._julia(), recipe, params, X, Y)
 
     def _model_args(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> tuple:
-        from . import julia_bridge as jb
-
         return (
             jb.julia_params(params),
             tuple(spec.activations),
@@ -173,12 +151,9 @@ class FluxBackend(Backend):
         )
 
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
-        from . import julia_bridge as jb
-
         return jb.to_numpy(self._julia().call("probabilities", *self._model_args(spec, params, X)))
 
     def predict(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:
         """``Flux.onecold(ŷ, 0:9)``, computed in Julia."""
-        from . import julia_bridge as jb
 
         return jb.to_numpy(self._julia().call("predict", *self._model_args(spec, params, X)), np.int64)

@@ -26,7 +26,7 @@ Params = tuple[Any, ...]  # (W1, b1, W2, b2, ...) jax arrays, W (out, in)
 
 
 def _jax() -> ModuleType:
-    import jax
+    import jax  # here, not at the top: importing jax takes seconds, and only this backend needs it
 
     return jax
 
@@ -168,8 +168,7 @@ class JaxBackend(Backend):
         """XLA's CPU client runs its own thread pool, sized from the CPUs it sees (not pinned here)."""
         return {"XLA (own pool)": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"}
 
-    def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
-        self.check_recipe(recipe)
+    def _trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         return JaxTrainer(recipe, params, X, Y)
 
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:

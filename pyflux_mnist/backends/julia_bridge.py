@@ -22,6 +22,7 @@ BLAS). Everything Julia returns is copied into NumPy (:func:`to_numpy`), never k
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 import threading
@@ -30,6 +31,7 @@ import warnings
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +108,6 @@ def offline_pkg_add(pythoncall: str | None = None) -> str:
 def pinned_pythoncall() -> str | None:
     """``0.9.37``: the PythonCall version the installed juliacall requires (``"=0.9.37"`` in its
     ``juliapkg.json``, read without importing juliacall, which would start Julia); ``None`` if unknown."""
-    import json
 
     spec = importlib.util.find_spec("juliacall")
     for folder in (spec.submodule_search_locations or []) if spec is not None else []:
@@ -149,13 +150,13 @@ def configure_environment(
 
     Returns the juliacall variables as they now stand. Only effective before juliacall is imported.
     """
-    env = os.environ if environ is None else environ
+    env = os.environ if environ is None else environ  # written here; read through the settings
     if threads is None:
-        threads = env.get(THREADS_ENV)
-    if threads is not None and JULIACALL_THREADS not in env:
+        threads = settings.JULIA_THREADS.raw(env)
+    if threads is not None and settings.JULIACALL_THREADS.raw(env) is None:
         env[JULIACALL_THREADS] = str(threads)
     env.setdefault(JULIACALL_THREADS, "1")
-    n = env[JULIACALL_THREADS].strip()
+    n = settings.JULIACALL_THREADS.get(env) or ""
     if n == "auto" or (n.isdigit() and int(n) > 1):
         env.setdefault(settings.JULIACALL_HANDLE_SIGNALS.name, "yes")
     return {k: v for k, v in env.items() if k.startswith("PYTHON_JULIACALL_")}
@@ -260,7 +261,7 @@ def load() -> Julia:
         configure_environment()
         t0 = time.perf_counter()
         try:
-            import juliacall
+            import juliacall  # starts Julia (seconds to minutes): only here, under the lock, once
         except ImportError:
             raise BackendUnavailable(INSTALL_HINT) from None
         except Exception as e:  # juliapkg could not find/download Julia or resolve Flux; PythonCall failed
@@ -349,8 +350,6 @@ def required(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(name)
     except PackageNotFoundError:

@@ -15,7 +15,7 @@ from .base import CE_EPS, SLOTS, Backend, Trainer, slot_key
 
 
 def _torch():
-    import torch
+    import torch  # here, not at the top: importing torch takes seconds, and only this backend needs it
 
     return torch
 
@@ -135,8 +135,7 @@ class TorchBackend(Backend):
         torch = _torch()
         return {"intra-op": torch.get_num_threads(), "inter-op": torch.get_num_interop_threads()}
 
-    def trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
-        self.check_recipe(recipe)
+    def _trainer(self, recipe: Recipe, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray) -> Trainer:
         return TorchTrainer(recipe, params, X, Y)
 
     def probabilities(self, spec: ModelSpec, params: list[np.ndarray], X: np.ndarray) -> np.ndarray:

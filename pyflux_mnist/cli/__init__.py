@@ -15,10 +15,17 @@ from typing import Any
 
 import click
 
-from ..errors import PyfluxError
+from ..errors import INTERRUPT_EXIT, PyfluxError
 from ..userpaths import escape, os_error_line
 from ..version import __version__
-from .common import BROKEN_PIPE_EXIT, ERROR_EXIT, INTERRUPT_EXIT, SuggestingGroup
+from . import bench as bench_commands
+from . import data as data_commands
+from . import doctor as doctor_commands
+from . import images as image_commands
+from . import reproduce as reproduce_commands
+from . import serve as serve_commands
+from . import train as train_commands
+from .common import BROKEN_PIPE_EXIT, ERROR_EXIT, SuggestingGroup
 
 
 class Group(SuggestingGroup):
@@ -76,14 +83,6 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import bench as bench_commands
-    from . import data as data_commands
-    from . import doctor as doctor_commands
-    from . import images as image_commands
-    from . import reproduce as reproduce_commands
-    from . import serve as serve_commands
-    from . import train as train_commands
-
     for module in (
         train_commands,
         data_commands,

@@ -6,11 +6,21 @@ import json
 
 import click
 
+from .. import bench as b
 from ..backends import backend_names
+from ..bench import EPOCH_STEPS_MAX, FULL_BATCH_STEPS
 from ..errors import PyfluxError
-from ..recipes import RECIPES
 from ..userpaths import UserPathError, escape, open_regular
-from .common import check_writable, data_dir_option, echo_json, json_option, offline_option, progress
+from .common import (
+    check_writable,
+    data_dir_option,
+    echo_json,
+    json_option,
+    offline_option,
+    progress,
+    recipe_option,
+    seed_option,
+)
 
 #: A saved benchmark result is a few kB; refuse to parse more than this.
 MAX_JSON_BYTES = 16 << 20
@@ -23,16 +33,17 @@ MAX_JSON_BYTES = 16 << 20
     show_default=True,
     help=f"Comma-separated, from: {', '.join(backend_names())}. One missing here is an 'unavailable' row.",
 )
-@click.option("--recipe", default="flux-tutorial", show_default=True, help=f"One of: {', '.join(RECIPES)}.")
+@recipe_option
 @click.option(
     "--steps",
     type=int,
     default=None,
-    help="Timed steps per repeat [10 for a full-batch recipe, else one epoch, at most 2000 steps].",
+    help=f"Timed steps per repeat [{FULL_BATCH_STEPS} for a full-batch recipe, else one epoch, at most "
+    f"{EPOCH_STEPS_MAX} steps].",
 )
 @click.option("--repeat", type=int, default=5, show_default=True, help="Interleaved timed repeats.")
 @click.option("--threads", type=int, default=None, help="BLAS/torch/Julia threads [the usable CPUs].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for initial weights and batches.")
+@seed_option
 @data_dir_option
 @offline_option
 @json_option("the JSON result instead of the table")
@@ -57,7 +68,6 @@ def bench(
     Each backend runs in its own process; the timed repeats are interleaved across backends so that
     background load hits all of them alike. Progress goes to stderr, the table (or --json) to stdout.
     """
-    from .. import bench as b
 
     check_writable(output, "JSON result")
     check_writable(markdown, "Markdown table")

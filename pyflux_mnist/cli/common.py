@@ -15,12 +15,12 @@ from .. import settings
 from ..atomic import output_target
 from ..backends import REFERENCE, backend_names
 from ..errors import PyfluxError, did_you_mean
+from ..recipes import DEFAULT_RECIPE, RECIPES
 from ..userpaths import check_name_length, escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_EXIT = 1
-INTERRUPT_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what `cmd | head` gives a program that dies of the signal
 
 
@@ -73,6 +73,39 @@ def backend_option(f: F) -> F:
     """``--backend NAME``: one of the registry's backends, the reference one by default."""
     return click.option(
         "--backend", default=REFERENCE, show_default=True, help=f"One of: {', '.join(backend_names())}."
+    )(f)
+
+
+class Loose(click.ParamType):
+    """``parse(text)`` when the text reads as that, else the text itself, which the run module then refuses
+    in the same words as the same value from the Python API or the web API (``steps must be a whole number,
+    got 'ten'``), not in click's own."""
+
+    def __init__(self, parse: Callable[[str], Any], metavar: str) -> None:
+        self.parse, self.name = parse, metavar
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.parse(value) if isinstance(value, str) else value
+        except ValueError:
+            return value
+
+
+WHOLE, NUMBER = Loose(int, "integer"), Loose(float, "float")
+#: ``--hidden 32`` or ``512,256,128``.
+WIDTHS = Loose(lambda text: tuple(int(w) for w in text.split(",")), "widths")
+
+
+def recipe_option(f: F) -> F:
+    """``--recipe NAME``: a registered recipe, the default one unless given."""
+    return click.option(
+        "--recipe", default=DEFAULT_RECIPE, show_default=True, help=f"One of: {', '.join(RECIPES)}."
+    )(f)
+
+
+def seed_option(f: F) -> F:
+    return click.option(
+        "--seed", type=WHOLE, default=0, show_default=True, help="Seed for initial weights and batches."
     )(f)
 
 

@@ -8,8 +8,12 @@ from typing import Any
 import click
 import numpy as np
 
-from ..errors import PyfluxError
-from ..picture_files import check_grid_output
+from ..backquery import METHODS, digit_prior, method_for
+from ..backquery import backquery as run_backquery
+from ..mnist import load_mnist
+from ..model import load_model
+from ..picture_files import SUFFIXES, check_grid_output
+from ..pictures import backquery_png, samples_png, weights_png
 from ..userpaths import escape
 from .common import (
     ERROR_EXIT,
@@ -51,8 +55,7 @@ def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     scaled to 20 px and centred by its centre of mass in 28x28. A file that
     cannot be read or has no ink gets its own error; the others are still predicted, and the exit code is 1.
     """
-    from ..model import load_model
-    from ..photo import predict_files
+    from ..photo import predict_files  # the photo pipeline (and Pillow's drawing modules): ~0.1 s, only here
 
     model = load_model(model_path)
     results = predict_files(model, images, top=top, save_dir=save_dir)
@@ -88,11 +91,11 @@ def _json_result(r: dict[str, Any]) -> dict[str, Any]:
     type=click.Path(dir_okay=False),
     default="backquery.png",
     show_default=True,
-    help="The picture: .png, .jpg, .svg or .pdf.",
+    help=f"The picture: {SUFFIXES}.",
 )
 @click.option(
     "--method",
-    type=click.Choice(["auto", "prior", "optimise", "rashid"]),
+    type=click.Choice(METHODS),
     default="auto",
     show_default=True,
     help="prior: the most digit-like image (a model of MNIST digits learned without labels) the network "
@@ -110,10 +113,6 @@ def _json_result(r: dict[str, Any]) -> dict[str, Any]:
 @offline_option
 def backquery(model_path, output, method, checkers, data_dir, offline) -> None:
     """Draw, for each digit 0-9, the image the network "thinks" is that digit (one 10-panel picture)."""
-    from ..backquery import backquery as run_backquery
-    from ..backquery import digit_prior, method_for
-    from ..model import load_model
-    from ..pictures import backquery_png
 
     model = load_model(model_path)
     others = [load_model(p) for p in checkers]
@@ -122,8 +121,6 @@ def backquery(model_path, output, method, checkers, data_dir, offline) -> None:
     used = method_for(model.spec) if method == "auto" else method
     prior = None
     if used == "prior":
-        from ..mnist import load_mnist
-
         prior = digit_prior(load_mnist(data_dir, offline=offline or None, verify=False).train_images)
     images, used = run_backquery(model, used, prior=prior)
     readers = [("self", model.probabilities(images))]  # floats in [0, 1]
@@ -151,8 +148,6 @@ def show() -> None:
 @offline_option
 def samples(split, count, output, data_dir, offline) -> None:
     """A labelled grid of the first N MNIST digits."""
-    from ..mnist import load_mnist
-    from ..pictures import samples_png
 
     check_writable(output, "samples picture")
     check_grid_output(output, "-o")
@@ -170,14 +165,10 @@ def samples(split, count, output, data_dir, offline) -> None:
 @click.option("--max-units", type=click.IntRange(1, 4096), default=256, show_default=True)
 def weights(model_path, output, max_units) -> None:
     """The first layer's weights of each hidden unit as a 28x28 image (orange positive, blue negative)."""
-    from ..model import load_model
-    from ..pictures import weights_png
 
     model = load_model(model_path)
     check_writable(output, "weights picture")
-    check_grid_output(output, "-o")
-    if model.spec.n_layers < 1:
-        raise PyfluxError("the model has no layers")
+    check_grid_output(output, "-o")  # a model always has a layer: ModelSpec needs an input and an output
     weights_png(model, output, max_units)
     units = min(model.spec.sizes[1], max_units)
     click.echo(f"{units} of {model.spec.sizes[1]} first-layer units written to {output}")

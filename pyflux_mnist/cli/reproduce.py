@@ -6,8 +6,22 @@ import sys
 
 import click
 
+from ..atomic import atomic_write
+from ..errors import SpecError, TrainingInterrupted
+from ..mnist import load_mnist
 from ..recipes import RECIPES
-from .common import backend_option, check_writable, data_dir_option, echo_json, json_option, offline_option
+from ..reproduce import CHEAP_STEPS, parse_seeds, render_markdown, render_table, resolve_names
+from ..reproduce import reproduce as run_reproduce
+from ..run import check_seed
+from .common import (
+    WHOLE,
+    backend_option,
+    check_writable,
+    data_dir_option,
+    echo_json,
+    json_option,
+    offline_option,
+)
 from .progress import StepProgress
 
 
@@ -37,12 +51,14 @@ class _Progress:
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every recipe, in order.")
 @backend_option
-@click.option("--seed", type=int, default=None, help="Seed for initial weights and batch order [default: 0].")
+@click.option(
+    "--seed", type=WHOLE, default=None, help="Seed for initial weights and batch order [default: 0]."
+)
 @click.option(
     "--seeds",
     default=None,
-    help="Several seeds, e.g. 0,1,2: mean ± std per recipe. Recipes with more than 200,000 steps run the "
-    "first seed only (see --all-seeds).",
+    help=f"Several seeds, e.g. 0,1,2: mean ± std per recipe. Recipes with more than {CHEAP_STEPS:,} steps "
+    "run the first seed only (see --all-seeds).",
 )
 @click.option("--all-seeds", is_flag=True, help="Run every seed of --seeds on the expensive recipes too.")
 @click.option(
@@ -59,22 +75,16 @@ def reproduce(
     names, all_, backend, seed, seeds, all_seeds, markdown_path, data_dir, offline, as_json
 ) -> None:
     """Reproduce tutorials: NAME... (or --all) beside each article's published test accuracy."""
-    from ..atomic import atomic_write
-    from ..errors import SpecError, TrainingInterrupted
-    from ..mnist import load_mnist
-    from ..reproduce import parse_seeds, render_markdown, render_table, reproduce, resolve_names
 
     todo = resolve_names(names, all_)
     if seed is not None and seeds is not None:
         raise SpecError("give --seed or --seeds, not both")
-    if seed is not None and seed < 0:
-        raise SpecError(f"--seed must be a non-negative integer, got {seed}")
-    seed_list = parse_seeds(seeds) if seeds is not None else [0 if seed is None else seed]
+    seed_list = parse_seeds(seeds) if seeds is not None else [check_seed(0 if seed is None else seed)]
     check_writable(markdown_path, "Markdown report")
     data = load_mnist(data_dir, offline=offline or None)
     progress = _Progress()
     try:
-        rows = reproduce(
+        rows = run_reproduce(
             todo,
             backend,
             seed_list,

@@ -31,7 +31,7 @@ def serve(model_path, host, port, open_browser, data_dir) -> None:
         import uvicorn  # noqa: F401
     except ImportError:
         raise PyfluxError("serve needs the web extra: pip install 'pyflux-mnist[web]'") from None
-    from ..web.serve import serve as run_server
+    from ..web.serve import serve as run_server  # starlette and uvicorn: the web extra, only for serve
 
     with contextlib.suppress(KeyboardInterrupt, TrainingInterrupted):  # Ctrl-C: one line, exit 0
         run_server(model_path, host, port, open_browser, data_dir, progress)

@@ -7,45 +7,58 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
-from ..backends import get_backend
+from .. import settings
+from ..backends import backend_availability, backend_detail_lines, backend_details
 from ..blas import blas_libraries
-from ..checkpoint import DEFAULT_EVERY
+from ..checkpoint import DEFAULT_EVERY, Checkpoint, load_checkpoint
 from ..errors import PyfluxError, TrainingInterrupted
-from ..picture_files import check_chart_output, check_grid_output
-from ..recipes import RECIPES, recipe_label, recipe_overrides
-from ..spec import Recipe
+from ..mnist import load_mnist
+from ..model import load_model
+from ..picture_files import SUFFIXES, check_chart_output, check_grid_output
+from ..pictures import confusion_png, errors_png, loss_curve_png
+from ..recipes import FLUX_TUTORIAL, recipe_label, recipe_overrides
+from ..run import FIELDS, Overrides, Run, build_run
+from ..spec import MAX_STEPS
+from ..training import LOWER_LR, TrainResult, train_run
 from ..userpaths import escape
 from ..version import __version__
 from .common import (
+    NUMBER,
+    WHOLE,
+    WIDTHS,
     backend_option,
     check_writable,
     data_dir_option,
     echo_json,
     json_option,
     offline_option,
+    recipe_option,
+    seed_option,
 )
 from .progress import StepProgress
 
 if TYPE_CHECKING:
-    from ..checkpoint import Checkpoint
     from ..mnist import MnistData
-    from ..training import TrainResult
+
+#: The article's ``throttle(evalcb, 10)``: seconds between two loss prints of ``tutorial``.
+THROTTLE_S = 10.0
 
 
 @click.command()
 @backend_option
-@click.option("--recipe", default="flux-tutorial", show_default=True, help=f"One of: {', '.join(RECIPES)}.")
-@click.option("--steps", type=int, default=None, help="Optimiser steps (overrides the recipe).")
-@click.option("--epochs", type=int, default=None, help="Passes over the training set (overrides the recipe).")
-@click.option("--batch-size", type=int, default=None, help="Samples per step; 0 = full batch.")
-@click.option("--lr", type=float, default=None, help="Learning rate (overrides the recipe's).")
-@click.option("--hidden", type=str, default=None, help="Hidden layer width(s), e.g. 32 or 512,256,128.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for initial weights and batches.")
+@recipe_option
+@click.option("--steps", type=WHOLE, default=None, help="Optimiser steps (overrides the recipe).")
+@click.option("--epochs", type=WHOLE, default=None, help="Passes over the training set (overrides it).")
+@click.option("--batch-size", type=WHOLE, default=None, help="Samples per step; 0 = full batch.")
+@click.option("--lr", type=NUMBER, default=None, help="Learning rate (overrides the recipe's).")
+@click.option("--hidden", type=WIDTHS, default=None, help="Hidden layer width(s), e.g. 32 or 512,256,128.")
+@seed_option
 @data_dir_option
 @offline_option
 @click.option("--no-verify", is_flag=True, help="Accept IDX files whose checksums are not MNIST's.")
@@ -57,7 +70,7 @@ if TYPE_CHECKING:
     "plot_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write the loss curve (.png, .jpg, .svg or .pdf; needs matplotlib).",
+    help=f"Write the loss curve ({SUFFIXES}; needs matplotlib).",
 )
 @click.option(
     "--checkpoint",
@@ -107,90 +120,42 @@ def train(
 
     Ctrl-C stops at the next step (writing the checkpoint when --checkpoint is given) and exits 130.
     """
-    from ..mnist import load_mnist
 
     # Everything that can be checked is checked here, before the data is loaded or a step is run.
-    run = _plan(ctx, backend, recipe, steps, epochs, batch_size, lr, hidden, seed, resume_path)
-    if run.checkpoint is not None:  # it keeps checkpointing where and as often as it did
-        checkpoint_path = checkpoint_path or resume_path
-        checkpoint_every = checkpoint_every or run.checkpoint.every
+    ck = None
+    if resume_path is not None:
+        ck = load_checkpoint(resume_path)
+        _check_resume_options(ctx, ck, backend, seed)
+        # it keeps checkpointing where and as often as it did
+        checkpoint_path, checkpoint_every = checkpoint_path or resume_path, checkpoint_every or ck.every
+    changes = Overrides(steps, epochs, batch_size, lr, hidden)
+    run = build_run(recipe, None if ck else backend, seed, changes, ck)
     _check_checkpoint_every(checkpoint_every, checkpoint_path)
     _check_distinct(save_path=save_path, plot_path=plot_path, checkpoint_path=checkpoint_path)
     check_writable(save_path, "model")
     check_writable(plot_path, "plot")
     check_chart_output(plot_path, "--plot")
     check_writable(checkpoint_path, "checkpoint")
-    get_backend(run.backend, run.recipe)  # unknown, unable or unavailable: said before the data loads
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
     result = _train_with_progress(run, data, checkpoint_path, checkpoint_every or 0)
     if len(result.losses) > 1 and result.final_loss > result.losses[0]:
         click.echo(
             f"Warning: the loss ended higher than it started ({result.losses[0]:.4f} -> "
-            f"{result.final_loss:.4f}); the learning rate is probably too high.",
+            f"{result.final_loss:.4f}); {LOWER_LR}.",
             err=True,
         )
     if save_path:
         result.model.save(save_path)
     if plot_path:
-        from ..pictures import loss_curve_png
-
         loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, model=result.model)
     _report(result, save_path, plot_path, as_json)
 
 
-class _Run(NamedTuple):
-    """What ``train`` will run: a recipe with the user's overrides, or a checkpoint's run."""
-
-    recipe: Recipe
-    seed: int
-    backend: str
-    checkpoint: Checkpoint | None
-
-
-def _plan(
-    ctx: click.Context,
-    backend: str,
-    recipe: str,
-    steps: int | None,
-    epochs: int | None,
-    batch_size: int | None,
-    lr: float | None,
-    hidden: str | None,
-    seed: int,
-    resume_path: str | None,
-) -> _Run:
-    """The run the options ask for; with --resume, the checkpoint's (refusing options that change it)."""
-    from ..training import check_seed, resolve_recipe
-
-    widths = _parse_hidden(hidden)
-    if resume_path is None:
-        r = resolve_recipe(recipe, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, hidden=widths)
-        return _Run(r, check_seed(seed), backend, None)
-    from ..checkpoint import load_checkpoint
-
-    ck = load_checkpoint(resume_path)
-    _check_resume_options(ctx, ck, backend, seed)
-    return _Run(ck.recipe, ck.seed, ck.backend, ck)
-
-
-def _train_with_progress(
-    run: _Run, data: MnistData, checkpoint_path: str | None, checkpoint_every: int
-) -> TrainResult:
-    """``training.train`` with a progress bar on stderr."""
-    from ..training import train as train_fn
-
+def _train_with_progress(run: Run, data: MnistData, checkpoint_path: str | None, every: int) -> TrainResult:
+    """:func:`~pyflux_mnist.training.train_run` with a progress bar on stderr."""
     on_progress = StepProgress(f"{run.recipe.name} [{run.backend}]")
     try:
-        return train_fn(
-            run.recipe,
-            run.backend,
-            data,
-            run.seed,
-            on_progress=on_progress,
-            checkpoint=checkpoint_path,
-            checkpoint_every=checkpoint_every,
-            resume=run.checkpoint,
-        )
+        return train_run(run, data, on_progress=on_progress, checkpoint=checkpoint_path, every=every)
     except TrainingInterrupted as e:
         if e.checkpoint is not None:
             raise
@@ -219,13 +184,11 @@ def _report(result: TrainResult, save_path: str | None, plot_path: str | None, a
 
 def _check_resume_options(ctx: click.Context, ck: Checkpoint, backend: str, seed: int) -> None:
     """With --resume the run is the checkpoint's: refuse options that would make it another run."""
-    from click.core import ParameterSource
 
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
 
-    recipe_options = ("recipe", "steps", "epochs", "batch_size", "lr", "hidden")
-    clashes = [f"--{n.replace('_', '-')}" for n in recipe_options if given(n)]
+    clashes = [f"--{n.replace('_', '-')}" for n in ("recipe", *FIELDS) if given(n)]
     if given("seed") and seed != ck.seed:
         clashes.append("--seed")
     if given("backend") and backend != ck.backend:
@@ -238,8 +201,6 @@ def _check_resume_options(ctx: click.Context, ck: Checkpoint, backend: str, seed
 
 
 def _check_checkpoint_every(every: int | None, checkpoint_path: str | None) -> None:
-    from ..training import MAX_STEPS
-
     if every is None:
         return
     if not 0 < every <= MAX_STEPS:
@@ -260,46 +221,35 @@ def _check_distinct(**paths: str | None) -> None:
         seen[key] = flag
 
 
-def _parse_hidden(hidden: str | None) -> tuple[int, ...] | None:
-    if hidden is None:
-        return None
-    try:
-        widths = tuple(int(w) for w in hidden.split(","))
-    except ValueError:
-        raise PyfluxError(f"--hidden takes widths like 32 or 512,256,128, got {hidden!r}") from None
-    if any(w <= 0 for w in widths):
-        raise PyfluxError(f"hidden widths must be positive, got {hidden!r}")
-    return widths
-
-
 @click.command()
 @backend_option
 @data_dir_option
 @offline_option
-@click.option("--throttle", type=float, default=10.0, show_default=True, help="Seconds between loss prints.")
+@click.option(
+    "--throttle", type=float, default=THROTTLE_S, show_default=True, help="Seconds between loss prints."
+)
 def tutorial(backend, data_dir, offline, throttle) -> None:
     """The classic Flux MNIST tutorial, as the article runs it.
 
     Prints loss(X, Y) at most every --throttle seconds (the article's throttle(evalcb, 10)), then the
     training accuracy and the test accuracy.
     """
-    from ..mnist import load_mnist
-    from ..training import train as train_fn
 
     if not (throttle >= 0 and math.isfinite(throttle)):
         raise PyfluxError(f"--throttle must be a non-negative number of seconds, got {throttle}")
+    run = build_run(FLUX_TUTORIAL, backend)
     data = load_mnist(data_dir, offline=offline or None)
     last = [-math.inf]
 
     def evalcb(done: int, total: int, loss: float) -> None:
-        # throttle(f, 10): call at once, then at most once every 10 s
+        # throttle(f, 10): call at once, then at most once every --throttle seconds
         now = time.monotonic()
         if now - last[0] >= throttle:
             last[0] = now
             click.echo(f"loss(X, Y) = {loss:.6f}   (step {done}/{total})")
 
     try:
-        result = train_fn("flux-tutorial", backend, data, 0, on_progress=evalcb)
+        result = train_run(run, data, on_progress=evalcb)
     except TrainingInterrupted as e:
         raise e.with_advice(
             "(the tutorial always starts from the beginning; for a run you can stop and resume: "
@@ -318,20 +268,18 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
     "--confusion",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write the confusion matrix (.png, .jpg, .svg or .pdf; needs matplotlib).",
+    help=f"Write the confusion matrix ({SUFFIXES}; needs matplotlib).",
 )
 @click.option(
     "--errors",
     "errors_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write a grid of misclassified test digits (.png, .jpg, .svg or .pdf).",
+    help=f"Write a grid of misclassified test digits ({SUFFIXES}).",
 )
 @json_option()
 def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> None:
     """Evaluate a saved model on the MNIST test set (NumPy; no Julia needed)."""
-    from ..mnist import load_mnist
-    from ..model import load_model
 
     model = load_model(model_path)
     check_writable(confusion, "confusion matrix")
@@ -344,12 +292,8 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     acc = float(np.mean(pred == labels))
     per_class = {str(d): float(np.mean(pred[labels == d] == d)) for d in range(10)}
     if confusion:
-        from ..pictures import confusion_png
-
         confusion_png(labels, pred, confusion, model=model)
     if errors_path:
-        from ..pictures import errors_png
-
         errors_png(data.test_images, labels, pred, errors_path, model=model)
     out = {
         "model": model_path,
@@ -379,7 +323,6 @@ def blas_info() -> list[dict]:
 
 def model_info(path: str) -> dict[str, Any]:
     """What ``info MODEL`` shows: the recipe and what was changed in it, sizes, who trained it, how well."""
-    from ..model import load_model
 
     model = load_model(path)
     keys = ("backend", "seed", "steps", "final_loss", "train_accuracy", "test_accuracy", "package_version")
@@ -399,8 +342,6 @@ def model_info(path: str) -> dict[str, Any]:
 def info(model_path: str | None, as_json: bool) -> None:
     """Package version, which backends can run here (and why not), BLAS, threads and every setting; with
     MODEL, what that model file holds (its recipe and any changes to it, who trained it, its accuracy)."""
-    from .. import settings
-    from ..backends import backend_availability, backend_detail_lines, backend_details
 
     model = model_info(model_path) if model_path else None
     out: dict[str, Any] = {

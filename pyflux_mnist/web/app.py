@@ -29,12 +29,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..backends import REFERENCE, check_name
+from .. import pictures
+from ..backquery import backquery, digit_prior, method_for
 from ..decode_cost import MAX_DECODE_BYTES
-from ..errors import ImageError, PyfluxError, SpecError
+from ..errors import ImageError, PyfluxError
 from ..mnist import MnistData, cache_dir, load_mnist
 from ..photo import decode_need, strip, trace
-from ..recipes import get_recipe
+from ..recipes import DEFAULT_RECIPE
+from ..run import Overrides, Run, build_run
 from ..userpaths import os_error_line
 from .budget import RETRY_AFTER_S, Budget, Busy
 from .guard import BodyTooLarge, BodyTooSlow, Guard
@@ -89,9 +91,7 @@ class Server:
             self._options = training_options()
         return self._options
 
-    def start_training(
-        self, recipe: str, backend: str, seed: int, steps: int | None, epochs: int | None
-    ) -> None:
+    def start_training(self, run: Run) -> None:
         with self._lock:
             if self.job is not None and self.job.running:
                 s = self.job.snapshot()
@@ -104,7 +104,7 @@ class Server:
                 output.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:  # e.g. XDG_CACHE_HOME names a file: the server's setting, said in one line
                 raise PyfluxError(os_error_line(e, output.parent, "cannot keep a trained model in")) from None
-            job = TrainingJob(recipe, backend, seed, steps, epochs, self._data_dir, output, self._switch)
+            job = TrainingJob(run, self._data_dir, output, self._switch)
             job.start()
             self.job = job
 
@@ -130,8 +130,6 @@ class Server:
     def _render(self, name: str, loaded: Loaded) -> bytes:
         """One picture of the model, made as the CLI makes it (``show weights``, ``backquery``,
         ``evaluate --confusion``, ``train --plot``), into a file of the server's naming."""
-        from .. import pictures
-        from ..backquery import backquery, digit_prior, method_for
 
         model = loaded.model
         with tempfile.TemporaryDirectory(prefix="pyflux-mnist-web-") as tmp:
@@ -312,24 +310,13 @@ async def start_training(request: Request) -> JSONResponse:
     unknown = set(spec) - {"recipe", "backend", "steps", "epochs", "seed"}
     if unknown:
         return error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
-    recipe, backend = spec.get("recipe", "flux-tutorial"), spec.get("backend", REFERENCE)
-    if not isinstance(recipe, str) or not isinstance(backend, str):
-        return error(400, "recipe and backend must be names (strings)")
-    numbers = {k: spec.get(k) for k in ("steps", "epochs", "seed")}
-    for k, v in numbers.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-            return error(400, f"{k} must be a whole number, got {v!r}")
-    try:  # unknown names: the CLI's lines (with their "did you mean")
-        get_recipe(recipe)
-        check_name(backend)
-    except SpecError as e:
-        return error(400, str(e))
-    status = next(r for r in server.options()["recipes"] if r["name"] == recipe)
-    reason = next(b["reason"] for b in status["backends"] if b["name"] == backend)
-    if reason is not None:
-        return error(400, f"backend {backend!r} cannot train {recipe!r} here: {reason}")
-    try:
-        server.start_training(recipe, backend, numbers["seed"] or 0, numbers["steps"], numbers["epochs"])
+    seed = spec.get("seed")
+    try:  # the one check of a run, as the CLI's and the API's (the same words, "did you mean" included)
+        changes = Overrides(steps=spec.get("steps"), epochs=spec.get("epochs"))
+        run = build_run(
+            spec.get("recipe", DEFAULT_RECIPE), spec.get("backend"), 0 if seed is None else seed, changes
+        )
+        server.start_training(run)
     except BusyError as e:
         return error(409, str(e))
     except PyfluxError as e:

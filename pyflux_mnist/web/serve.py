@@ -16,8 +16,10 @@ import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 
+from ..backends import REFERENCE
 from ..blas import set_blas_threads
 from ..errors import PyfluxError
+from ..training import train
 from .app import Server, create_app, last_model_path
 from .guard import LOOPBACK_NAMES, allowed_hosts
 from .state import Loaded, file_loaded, save_trained
@@ -92,10 +94,9 @@ def initial_model(model_path: str | None, data_dir: str | None, say: Callable[[s
             return loaded
         except PyfluxError as e:
             say(f"the last model trained here cannot be used ({e}); training a new one")
-    from ..training import train
 
     say(f"no model given: training one on NumPy ({START_RECIPE} recipe, 1 epoch, a few seconds)...")
-    result = train(START_RECIPE, backend="numpy", epochs=1, data_dir=data_dir)
+    result = train(START_RECIPE, REFERENCE, epochs=1, data_dir=data_dir)
     say(f"test accuracy {result.test_accuracy:.4f}; kept in {last} for next time")
     try:
         save_trained(result, last)
@@ -115,7 +116,7 @@ def serve(
     say: Callable[[str], None],
 ) -> None:
     """Serve the page until Ctrl-C (which the caller turns into one line and exit 0)."""
-    import uvicorn
+    import uvicorn  # the server itself: only when serving (the app and its tests need no uvicorn)
 
     sock = bind(host, port)  # before the model: a busy port fails at once
     port = sock.getsockname()[1]

@@ -1,7 +1,7 @@
 """What the server holds between requests: the model in use, its pictures, and at most one training run.
 
 Everything here is plain threads, locks and one child process, independent of the web framework. The
-training run is a child process running :func:`pyflux_mnist.training.train` (see
+training run is a child process running :func:`pyflux_mnist.training.train_run` (see
 :mod:`~pyflux_mnist.web.train_worker`); a thread reads its progress, and requests only read snapshots.
 """
 
@@ -24,12 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..backends import backend_status
 from ..errors import ModelFileError, PyfluxError
 from ..model import Model, load_model
-from ..recipes import RECIPES
+from ..recipes import DEFAULT_RECIPE, RECIPES
+from ..run import Run
 from ..safe_npz import member_header, open_npz, read_array
-from ..training import MAX_STEPS, TrainResult, check_seed, resolve_recipe
+from ..spec import MAX_STEPS
+from ..training import TrainResult
 from ..userpaths import escape
 
 
@@ -106,7 +109,6 @@ def losses_path(model_path: Path) -> Path:
 
 def save_trained(result: TrainResult, path: Path) -> None:
     """Save a model the server trained, with its loss curve beside it, atomically."""
-    from ..atomic import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     result.model.save(path)
@@ -130,7 +132,7 @@ def training_options() -> dict[str, Any]:
                 "backends": [{"name": b, "reason": reason} for b, reason in status.items()],
             }
         )
-    return {"recipes": recipes}
+    return {"recipes": recipes, "default": DEFAULT_RECIPE}
 
 
 # The training child: reads its spec as JSON on stdin, writes JSON lines of progress and result on stdout.
@@ -148,24 +150,9 @@ class TrainingJob:
     """One training run in a child process (see :mod:`~pyflux_mnist.web.train_worker`), followed by a
     thread that reads its progress; :meth:`snapshot` is what the page is told about it."""
 
-    def __init__(
-        self,
-        recipe: str,
-        backend: str,
-        seed: int,
-        steps: int | None,
-        epochs: int | None,
-        data_dir: str | None,
-        output: Path,
-        on_done: Callable[[Path], int],
-    ) -> None:
-        resolve_recipe(recipe, steps=steps, epochs=epochs)  # bad values fail here, as a 400
-        check_seed(seed)
-        self.recipe_name, self.backend, self.seed = recipe, backend, seed
-        self.spec = {
-            "recipe": recipe, "backend": backend, "seed": seed, "steps": steps, "epochs": epochs,
-            "data_dir": data_dir, "output": str(output),
-        }  # fmt: skip
+    def __init__(self, run: Run, data_dir: str | None, output: Path, on_done: Callable[[Path], int]) -> None:
+        self.recipe_name, self.backend = run.recipe.name, run.backend
+        self.spec = {"run": run.to_json(), "data_dir": data_dir, "output": str(output)}
         self.output = output
         self._on_done = on_done
         self._lock = threading.Lock()

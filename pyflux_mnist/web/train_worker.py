@@ -5,7 +5,8 @@ the server down; juliacall and torch each get a fresh interpreter (they must not
 order into one); the server can keep its own BLAS at one thread for fast predictions while the run uses
 all of them; and Stop is the package's own Ctrl-C handling (SIGINT: stop at the next step boundary).
 
-Reads one JSON object on stdin: ``recipe, backend, seed, steps, epochs, data_dir, output``. Writes JSON
+Reads one JSON object on stdin: ``run`` (:meth:`pyflux_mnist.run.Run.to_json`: the run the server
+checked), ``data_dir``, ``output``. Writes JSON
 lines on stdout: ``{"event": "progress", "step", "total", "loss"}`` per chunk of steps, then one of
 ``{"event": "done", "test_accuracy", "seconds"}`` (the model and its loss curve saved to ``output``),
 ``{"event": "stopped", "message"}`` (exit 130) or ``{"event": "error", "message"}`` (exit 1). Anything
@@ -15,60 +16,47 @@ else the libraries print goes to stderr.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import PyfluxError, TrainingInterrupted
-
-
-def emit(out: IO[str], **event: Any) -> None:
-    out.write(json.dumps(event) + "\n")
-    out.flush()
+from ..child import protocol_stream, send
+from ..errors import INTERRUPT_EXIT, PyfluxError, TrainingInterrupted
+from ..mnist import load_mnist
+from ..run import Run
+from ..training import train_run
+from .state import save_trained
 
 
 def run(spec: dict[str, Any], out: IO[str]) -> int:
-    from ..training import train
-    from .state import save_trained
-
     def progress(done: int, total: int, loss: float) -> None:
-        emit(out, event="progress", step=done, total=total, loss=loss)
+        send(out, event="progress", step=done, total=total, loss=loss)
 
     try:
-        result = train(
-            spec["recipe"],
-            backend=spec["backend"],
-            seed=spec.get("seed") or 0,
-            steps=spec.get("steps"),
-            epochs=spec.get("epochs"),
-            data_dir=spec.get("data_dir"),
-            on_progress=progress,
-        )
+        data = load_mnist(spec.get("data_dir"))
+        result = train_run(Run.from_json(spec["run"]), data, on_progress=progress)
         save_trained(result, Path(spec["output"]))
     except (TrainingInterrupted, KeyboardInterrupt) as e:
-        emit(out, event="stopped", message=str(e) or "interrupted")
-        return 130
+        send(out, event="stopped", message=str(e) or "interrupted")
+        return INTERRUPT_EXIT
     except PyfluxError as e:
-        emit(out, event="error", message=str(e))
+        send(out, event="error", message=str(e))
         return 1
     except OSError as e:
-        emit(out, event="error", message=f"cannot save the model: {e.strerror or e}")
+        send(out, event="error", message=f"cannot save the model: {e.strerror or e}")
         return 1
-    emit(out, event="done", test_accuracy=result.test_accuracy, seconds=result.seconds)
+    send(out, event="done", test_accuracy=result.test_accuracy, seconds=result.seconds)
     return 0
 
 
 def main() -> None:
-    # The protocol keeps the real stdout; whatever else prints (Julia, warnings) is sent to stderr.
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
+    out = protocol_stream()
     try:
         spec = json.loads(sys.stdin.read())
         code = run(spec, out)
     except KeyboardInterrupt:  # Stop pressed before training began
-        emit(out, event="stopped", message="stopped before the first step")
-        code = 130
+        send(out, event="stopped", message="stopped before the first step")
+        code = INTERRUPT_EXIT
     sys.exit(code)
 
 

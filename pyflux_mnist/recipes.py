@@ -163,6 +163,8 @@ RECIPES: dict[str, Recipe] = {
         KERAS,
     )
 }
+#: The recipe a run uses when none is named (the CLI, the API, the web page's form).
+DEFAULT_RECIPE = "flux-tutorial"
 
 
 def get_recipe(name_or_recipe: str | Recipe) -> Recipe:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..blas import set_blas_threads
 from ..errors import PyfluxError
-from .app import Server, create_app, last_model_path
+from .app import Server, create_app, data_problem, last_model_path
 from .guard import LOOPBACK_NAMES, allowed_hosts
 from .state import Loaded, file_loaded, save_trained
 
@@ -130,6 +130,10 @@ def serve(
             "and start training runs. Use the default --host 127.0.0.1 unless you mean it."
         )
     loaded = initial_model(model_path, data_dir, say)
+    problem = data_problem(data_dir)
+    if problem is not None:  # said once, here, rather than found out later from each picture
+        say(f"Warning: {problem}. Until then, Look inside cannot show the back-query and the confusion matrix, "
+            "and Train cannot run.")
     # Predictions are small products: one BLAS thread answers faster than several competing for the cores
     # (training runs in its own process with all of them).
     set_blas_threads(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -27,7 +28,8 @@ import numpy as np
 from ..backends import backend_status
 from ..errors import ModelFileError, PyfluxError
 from ..model import Model, load_model
-from ..recipes import RECIPES
+from ..recipes import DEFAULT_RECIPE, RECIPES, recipe_label
+from ..reproduce import total_steps
 from ..safe_npz import member_header, open_npz, read_array
 from ..training import MAX_STEPS, TrainResult, check_seed, resolve_recipe
 from ..userpaths import escape
@@ -55,6 +57,7 @@ class Loaded:
         return {
             "version": self.version,
             "recipe": r.name,
+            "label": recipe_label(r),  # the name with what was changed in it: "flux-tutorial (steps 40)"
             "sizes": list(m.spec.sizes),
             "activations": list(m.spec.activations),
             "parameters": int(sum(p.size for p in m.params)),
@@ -127,15 +130,18 @@ def training_options() -> dict[str, Any]:
                 "sizes": list(r.model.sizes),
                 "steps": r.steps,
                 "epochs": r.epochs,
+                "batch_size": r.batch_size,
+                "total_steps": total_steps(r),  # what an epoch-based recipe's epochs come to
                 "backends": [{"name": b, "reason": reason} for b, reason in status.items()],
             }
         )
-    return {"recipes": recipes}
+    return {"recipes": recipes, "default": DEFAULT_RECIPE}
 
 
 # The training child: reads its spec as JSON on stdin, writes JSON lines of progress and result on stdout.
 WORKER = [sys.executable, "-m", "pyflux_mnist.web.train_worker"]
 RUNNING = ("starting", "running")  # a job's states before it ends: done, stopped or failed
+_ids = itertools.count(1)
 STDERR_TAIL = 4096  # bytes of the child's stderr kept for the message when it dies without a result
 #: Loss points kept of a run: when there would be more, every other one is dropped (and from then on
 #: only every other one arriving is kept), so a snapshot costs the same after a minute or ten hours.
@@ -157,11 +163,13 @@ class TrainingJob:
         epochs: int | None,
         data_dir: str | None,
         output: Path,
-        on_done: Callable[[Path], int],
+        on_done: Callable[[Path], tuple[int, str]],
     ) -> None:
         resolve_recipe(recipe, steps=steps, epochs=epochs)  # bad values fail here, as a 400
         check_seed(seed)
         self.recipe_name, self.backend, self.seed = recipe, backend, seed
+        self.asked = {"steps": steps, "epochs": epochs}  # as asked (None: the recipe's), for the page's form
+        self.id = next(_ids)  # tells one run from the next (a page keeps a run's points by it)
         self.spec = {
             "recipe": recipe, "backend": backend, "seed": seed, "steps": steps, "epochs": epochs,
             "data_dir": data_dir, "output": str(output),
@@ -241,13 +249,13 @@ class TrainingJob:
         kind = last.get("event")
         if kind == "done":
             try:
-                version = self._on_done(self.output)
+                version, kept = self._on_done(self.output)
             except PyfluxError as e:
                 self._finish("failed", f"the trained model cannot be loaded: {e}")
                 return
             with self._lock:
                 self.model_version = version
-            self._finish("done", f"test accuracy {last['test_accuracy']:.4f}; now using this model")
+            self._finish("done", f"test accuracy {last['test_accuracy']:.4f}; now using this model; {kept}")
         elif kind == "stopped" or (self._stop_asked and kind != "error"):
             # Stopped before the child could say so (during its start) or ended by SIGTERM/SIGKILL: stopped.
             step = self._last[0] if self._last else 0
@@ -299,9 +307,13 @@ class TrainingJob:
             first = bisect.bisect_left(self._arrivals, since)
             points = [[s, loss] for s, loss in zip(self._steps[first:], self._losses[first:], strict=True)]
             return {
+                "id": self.id,
                 "state": self.state,
+                "running": self.state in RUNNING,
                 "recipe": self.recipe_name,
                 "backend": self.backend,
+                "seed": self.seed,
+                **self.asked,
                 "step": self._last[0] if self._last else 0,
                 "total": self.total,
                 "loss": self._last[1] if self._last else None,

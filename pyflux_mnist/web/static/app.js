@@ -323,7 +323,7 @@ async function loadOptions() {
   recipe.replaceChildren(...options.recipes.map((rc) => new Option(`${rc.name} (${rc.sizes.join("-")})`, rc.name)));
   recipe.value = options.default;
   fillBackends();
-  if (job) showForm(job);
+  if (job) showForm(job.run);
 }
 $("recipe").addEventListener("change", fillBackends);
 
@@ -395,7 +395,7 @@ function showRun(s) {
   if (s.state === "idle") return;
   const fresh = !job || s.id !== job.id;
   if (fresh) {
-    job = { id: s.id, points: [], total: s.total, running: s.running, recipe: s.recipe, backend: s.backend };
+    job = { id: s.id, points: [], total: s.total, running: s.running, recipe: s.recipe, backend: s.backend, run: s };
     showForm(s);
   }
   if (fresh || s.reset) job.points = s.points.slice(); else job.points.push(...s.points);
@@ -472,7 +472,10 @@ function drawCurve() {
   g.font = "16px system-ui, sans-serif";
   g.beginPath(); g.moveTo(L, T); g.lineTo(L, H - B); g.lineTo(W - R, H - B); g.stroke();
   g.textAlign = "right";
-  for (let v = 0; v <= ymax + ystep / 2; v += ystep) g.fillText(v.toFixed(digits), L - 8, y(v) + 5);
+  const yticks = [];
+  for (let v = 0; v <= ymax + ystep / 2; v += ystep) yticks.push(v.toFixed(digits));
+  yticks.forEach((t) => g.fillText(t, L - 8, y(Number(t)) + 5));
+  c.dataset.yticks = yticks.join(" ");
   g.textAlign = "center";
   for (let s = 0; s <= xmax + xstep / 2; s += xstep) g.fillText(String(Math.round(s)), x(s), H - B + 22);
   g.fillText("step", (L + W - R) / 2, H - 8);

@@ -71,7 +71,9 @@ class Results:
                 self.errors.append(error or "?")
 
 
-def student(host: str, port: int, bodies: list[bytes], start: float, every: float, end: float, out: Results) -> None:
+def student(
+    host: str, port: int, bodies: list[bytes], start: float, every: float, end: float, out: Results
+) -> None:
     """Posts ``bodies`` in turn at times start, start + every, ... until ``end``."""
     conn = http.client.HTTPConnection(host, port, timeout=TIMEOUT_S)
     i = 0
@@ -185,7 +187,8 @@ def main() -> None:
         if ms:
             p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
             print(
-                f"{len(ms)} answers, {len(out.errors)} errors: round trip median {statistics.median(ms):.1f} ms, "
+                f"{len(ms)} answers, {len(out.errors)} errors: "
+                f"round trip median {statistics.median(ms):.1f} ms, "
                 f"p95 {p95:.1f} ms, max {ms[-1]:.1f} ms; the server's own work: median "
                 f"{statistics.median(out.server_ms):.1f} ms"
             )
@@ -195,7 +198,10 @@ def main() -> None:
             print(f"  error: {e}")
         if args.train:
             s = training_state(host, port)
-            print(f"training run: {s.get('state')}, step {s.get('step')} of {s.get('total')} after {s.get('seconds')} s")
+            print(
+                f"training run: {s.get('state')}, step {s.get('step')} of {s.get('total')} "
+                f"after {s.get('seconds')} s"
+            )
         print(f"load average after: {load_after:.2f}")
         if out.errors:
             sys.exit(1)

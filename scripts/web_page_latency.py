@@ -36,12 +36,14 @@ MAX_DIGITS = 500
 #: In the page: each pointerup starts a clock; the first frame after the answer is shown stops it.
 TIMER = """
 window.__up = null; window.__latency = null;
-window.addEventListener("pointerup", () => { window.__up = performance.now(); window.__latency = null; }, true);
-new MutationObserver(() => {
+window.addEventListener("pointerup", () => {
+  window.__up = performance.now(); window.__latency = null;
+}, true);
+document.addEventListener("DOMContentLoaded", () => new MutationObserver(() => {
   if (document.body.dataset.drawPending !== "0" || window.__up === null || window.__latency !== null) return;
   const up = window.__up;
   requestAnimationFrame(() => { if (window.__up === up) window.__latency = performance.now() - up; });
-}).observe(document.documentElement, { attributes: true, subtree: true, attributeFilter: ["data-draw-pending"] });
+}).observe(document.body, { attributes: true, attributeFilter: ["data-draw-pending"] }));
 """
 
 
@@ -82,7 +84,9 @@ def main() -> None:
     url = args.url
     if url is None:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pyflux_mnist", "serve", args.model, "--port", "0"], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "pyflux_mnist", "serve", args.model, "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         line = proc.stdout.readline() if proc.stdout else ""
         found = re.search(r"http://127\.0\.0\.1:\d+/", line)
@@ -97,7 +101,11 @@ def main() -> None:
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=ARGS, viewport={"width": 1280, "height": 860}
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=ARGS,
+                viewport={"width": 1280, "height": 860},
             )
             page = context.pages[0] if context.pages else context.new_page()
             page.set_default_timeout(30_000)
@@ -122,7 +130,8 @@ def main() -> None:
             context.close()
         q = statistics.quantiles(times, n=10)
         print(
-            f"{len(times)} drawings: pen up to the answer on screen, median {statistics.median(times):.1f} ms, "
+            f"{len(times)} drawings: pen up to the answer on screen, "
+            f"median {statistics.median(times):.1f} ms, "
             f"10th-90th percentile {q[0]:.1f}-{q[-1]:.1f} ms, max {max(times):.1f} ms; "
             f"{right} of {len(times)} read right"
         )

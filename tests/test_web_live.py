@@ -40,7 +40,9 @@ class Served:
         assert found is not None
         self.host, self.port = found.group(1), int(found.group(2))
 
-    def request(self, method: str, path: str, body: bytes | str | None = None, kind: str = "") -> tuple[int, dict]:
+    def request(
+        self, method: str, path: str, body: bytes | str | None = None, kind: str = ""
+    ) -> tuple[int, dict]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         conn.request(method, path, body, {"Content-Type": kind} if kind else {})
         r = conn.getresponse()
@@ -120,7 +122,10 @@ def test_every_page_follows_a_run_and_a_later_page_sees_it(served: Served):
     before = served.live()
     assert [n for n, _ in (next(before), next(before))] == ["model", "training"]
     status, started = served.request(
-        "POST", "/api/train", json.dumps({"recipe": "flux-tutorial", "steps": 12, "seed": 1}), "application/json"
+        "POST",
+        "/api/train",
+        json.dumps({"recipe": "flux-tutorial", "steps": 12, "seed": 1}),
+        "application/json",
     )
     assert status == 202, started
     assert started["running"] is True and started["steps"] == 12 and started["seed"] == 1
@@ -151,7 +156,13 @@ def test_every_page_follows_a_run_and_a_later_page_sees_it(served: Served):
 @pytest.mark.parametrize(
     ("path", "body", "kind", "status", "words"),
     [
-        ("/api/predict?name=notes.txt", b"shopping list", "text/plain", 415, "notes.txt is not an image (PNG, JPEG, …)"),
+        (
+            "/api/predict?name=notes.txt",
+            b"shopping list",
+            "text/plain",
+            415,
+            "notes.txt is not an image (PNG, JPEG, …)",
+        ),
         ("/api/predict?name=blank.png", "blank", "image/png", 422, "blank.png: no ink found"),
         ("/api/predict?name=cut.png", b"\x89PNG\r\n\x1a\n", "image/png", 422, "cut.png"),
         ("/api/predict?name=%3Cb%3E.png", b"", "image/png", 400, "b.png is empty"),  # the name is cleaned
@@ -168,7 +179,9 @@ def test_messages_name_the_file(served: Served, path, body, kind, status, words)
 def test_a_drawing_is_read_as_predict_reads_it_without_the_sheet_search(served: Served, mnist):
     """``?drawing=1`` skips looking for paper on the canvas; what the network sees is unchanged."""
     for i in range(5):
-        img = Image.fromarray(mnist.test_images[i]).resize((140, 140), Image.Resampling.BICUBIC).convert("RGBA")
+        img = (
+            Image.fromarray(mnist.test_images[i]).resize((140, 140), Image.Resampling.BICUBIC).convert("RGBA")
+        )
         _, plain = served.request("POST", "/api/predict", png(img), "image/png")
         _, fast = served.request("POST", "/api/predict?drawing=1", png(img), "image/png")
         assert fast["steps"][-1]["png"] == plain["steps"][-1]["png"]

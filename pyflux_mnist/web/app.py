@@ -57,13 +57,19 @@ STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/favicon.ico": ("favicon.svg", "image/svg+xml")}  # fmt: skip
 #: The pictures of Look inside, with what the page says about each (the page builds its figures from this).
 PICTURES = {
-    "weights": ("First-layer weights: what each hidden unit looks for (orange +, blue −)",
+    "weights": ("Each square is one hidden unit's 784 input weights laid out as the 28×28 picture: "
+                "orange where ink raises the unit, blue where it lowers it.",
                 "first-layer weights of the first hidden units"),
-    "backquery": ("Back-query: the input the network finds most like each digit",
+    "backquery": ("The input the network finds most like each digit: for a sigmoid network, Rashid's "
+        "inversion; "
+                  "otherwise grown from the average training digit (the digit-prior method), which is why "
+                  "networks of different sizes look much alike here. Under each: how this model reads it.",
                   "back-query: the image the network thinks is each digit"),
-    "confusion": ("Confusion matrix: the true digit of each row, how the network read it",
+    "confusion": ("Rows: the true digit; columns: what the network said. The diagonal is right; every other "
+                  "number counts one kind of mistake.",
                   "confusion matrix on the 10000 test digits"),
-    "loss": ("Loss during training", "loss curve of the training run"),
+    "loss": ("The training loss at each step of the run that made this model.",
+             "loss curve of the training run"),
 }  # fmt: skip
 #: A file name given with an upload (``?name=``), as it may appear in a message: printable, bounded.
 NAME_CHARS = re.compile(r"[^\w .,()+\-]")

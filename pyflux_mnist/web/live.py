@@ -34,7 +34,9 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-async def changes(server: Server, card: Callable[[], dict[str, Any]], gone: Callable[[], Any]) -> AsyncIterator[str]:
+async def changes(
+    server: Server, card: Callable[[], dict[str, Any]], gone: Callable[[], Any]
+) -> AsyncIterator[str]:
     """The events one page is sent: the present at once, then each change, until it goes or we close."""
     version: int | None = None
     job_id: int | None = None

@@ -132,8 +132,11 @@ def serve(
     loaded = initial_model(model_path, data_dir, say)
     problem = data_problem(data_dir)
     if problem is not None:  # said once, here, rather than found out later from each picture
-        say(f"Warning: {problem}. Until then, Look inside cannot show the back-query and the confusion matrix, "
-            "and Train cannot run.")
+        say(
+            f"Warning: {problem}. Until then, Look inside cannot show the back-query and the confusion "
+            "matrix, "
+            "and Train cannot run."
+        )
     # Predictions are small products: one BLAS thread answers faster than several competing for the cores
     # (training runs in its own process with all of them).
     set_blas_threads(1)

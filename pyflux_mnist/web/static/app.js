@@ -287,7 +287,6 @@ function loadInside() {
   const said = new Set(); // a reason shared by two pictures (no MNIST files) is said once
   $("pictures").replaceChildren(...model.pictures.map((pic) => {
     const fig = document.createElement("figure");
-    fig.className = pic.name === "confusion" || pic.name === "loss" ? "chart" : "";
     const img = document.createElement("img");
     img.id = `pic-${pic.name}`;
     img.alt = pic.alt;

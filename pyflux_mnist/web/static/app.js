@@ -430,7 +430,10 @@ function listen() {
   live.addEventListener("training", (e) => showRun(JSON.parse(e.data)));
   live.addEventListener("open", () => { document.body.dataset.live = "open"; });
   // EventSource reconnects by itself (a restarted server); the first events then tell the present again.
-  live.addEventListener("error", () => { document.body.dataset.live = "lost"; });
+  live.addEventListener("error", () => {
+    document.body.dataset.live = "lost";
+    if (!model) $("model-line").textContent = "the server cannot be reached (is pyflux-mnist serve still running?)";
+  });
 }
 
 function nice(x) {

@@ -16,12 +16,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.responses import StreamingResponse
 
-if TYPE_CHECKING:
-    from .app import Server
+from .state import Loaded, TrainingJob
+
+
+class Watched(Protocol):
+    """What the channel reads of the server (:class:`~pyflux_mnist.web.app.Server`)."""
+
+    closing: bool
+    loaded: Loaded
+    job: TrainingJob | None
+
 
 #: Seconds between two looks at the model and the training run.
 POLL_S = 0.1
@@ -35,7 +43,7 @@ def sse(event: str, data: dict[str, Any]) -> str:
 
 
 async def changes(
-    server: Server, card: Callable[[], dict[str, Any]], gone: Callable[[], Any]
+    server: Watched, card: Callable[[], dict[str, Any]], gone: Callable[[], Any]
 ) -> AsyncIterator[str]:
     """The events one page is sent: the present at once, then each change, until it goes or we close."""
     version: int | None = None
@@ -72,7 +80,7 @@ async def changes(
         await asyncio.sleep(POLL_S)
 
 
-def stream(server: Server, card: Callable[[], dict[str, Any]], gone: Callable[[], Any]) -> StreamingResponse:
+def stream(server: Watched, card: Callable[[], dict[str, Any]], gone: Callable[[], Any]) -> StreamingResponse:
     """The response for one page: ``card()`` makes the model's card, ``gone()`` says the page has left."""
     return StreamingResponse(
         changes(server, card, gone),

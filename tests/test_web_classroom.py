@@ -27,16 +27,13 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def url(chromium: str, small_model, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("classroom")
+def start(model: Path, folder: Path, data: str):
     env = {
         **os.environ,
         "XDG_CACHE_HOME": str(folder / "cache"),
-        "PYFLUX_MNIST_DATA": str(mnist_dir),
+        "PYFLUX_MNIST_DATA": data,
         "PYFLUX_MNIST_OFFLINE": "1",
     }
-    model = small_model.save(folder / "model.npz")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pyflux_mnist", "serve", str(model), "--port", "0"],
         stdout=subprocess.PIPE,
@@ -49,10 +46,22 @@ def url(chromium: str, small_model, mnist_dir: Path, tmp_path_factory: pytest.Te
     if match is None:
         proc.kill()
         pytest.fail(f"serve did not print its URL: {line!r}")
-    yield match.group(0)
+    return proc, match.group(0)
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def url(chromium: str, small_model, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("classroom")
+    proc, address = start(small_model.save(folder / "model.npz"), folder, str(mnist_dir))
+    yield address
+    finish(proc)
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +259,19 @@ def test_a_reload_mid_run_opens_the_run(browser, url: str):
     page.wait_for_function("document.getElementById('train-status').textContent.startsWith('stopped')")
     assert page.evaluate("document.activeElement.id") == "start"
     page.close()
+
+
+def test_without_mnist_look_inside_says_why_once(browser, small_model, tmp_path: Path):
+    (tmp_path / "no-mnist").mkdir()
+    proc, address = start(small_model.save(tmp_path / "model.npz"), tmp_path, str(tmp_path / "no-mnist"))
+    try:
+        page = open_page(browser, address, "#inside")
+        page.wait_for_function("document.querySelectorAll('#pictures .missing').length === 3")
+        said = page.locator("#pictures .missing").all_text_contents()
+        assert sum("MNIST" in t for t in said) == 1, said  # the back-query's prior and the confusion matrix
+        assert "not shown: the same reason as above" in said
+        assert page.evaluate("document.getElementById('pic-weights').naturalWidth") > 0
+        page.close()
+    finally:
+        err = finish(proc)
+    assert err.count("Warning: the MNIST files are not in") == 1

@@ -253,3 +253,14 @@ def test_a_run_with_nothing_kept_becomes_the_last_model(small_model, mnist_dir: 
         assert np.load(last.with_suffix(".losses.npz"))["losses"].shape == (3,)
     finally:
         stop(proc)
+
+
+def test_ctrl_c_with_pages_listening_is_one_line(small_model, mnist_dir: Path, tmp_path: Path):
+    """Open live channels must not turn Ctrl-C into a cancelled-stream traceback after the grace time."""
+    proc, line = serve(small_model.save(tmp_path / "model.npz"), tmp_path / "cache", str(mnist_dir))
+    s = Served(proc, line.split(" on ")[1].split()[0], tmp_path / "cache")
+    pages = [s.live() for _ in range(3)]
+    for events in pages:
+        assert next(events)[0] == "model"
+    err = stop(proc)
+    assert err.strip().splitlines()[-1] == "stopped" and "Traceback" not in err, err

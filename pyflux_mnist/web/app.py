@@ -71,6 +71,8 @@ PICTURES = {
     "loss": ("The training loss at each step of the run that made this model.",
              "loss curve of the training run"),
 }  # fmt: skip
+#: Pictures with numbers inside that a phone shows at a readable width, to be swiped sideways.
+WIDE = frozenset({"confusion"})
 #: A file name given with an upload (``?name=``), as it may appear in a message: printable, bounded.
 NAME_CHARS = re.compile(r"[^\w .,()+\-]")
 NAME_MAX = 80
@@ -265,7 +267,7 @@ def page(request: Request) -> Response:
 
 def model_card(server: Server) -> dict[str, Any]:
     """The card of the model in use, with its pictures (name, caption, alt text) for Look inside."""
-    pictures = [{"name": n, "caption": c, "alt": a} for n, (c, a) in PICTURES.items()]
+    pictures = [{"name": n, "caption": c, "alt": a, "wide": n in WIDE} for n, (c, a) in PICTURES.items()]
     return {**server.loaded.card(), "pictures": pictures}
 
 

@@ -156,6 +156,15 @@ def serve(
         lifespan="off",
     )
     runner = uvicorn.Server(config)
+    exit_handler = runner.handle_exit
+
+    def handle_exit(sig: int, frame: object) -> None:
+        # Every open page holds an event stream: end them at once (they look at `closing`), so the
+        # graceful shutdown finds no stream left to cancel (a traceback on stderr, not one line).
+        server.closing = True
+        exit_handler(sig, frame)  # type: ignore[arg-type]
+
+    runner.handle_exit = handle_exit  # type: ignore[method-assign]
     print(f"serving {loaded.model.recipe.name} on {url}  (Ctrl-C to stop)", flush=True)
     if open_browser:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()

@@ -245,7 +245,7 @@ async function upload(file) {
     const img = document.createElement("img");
     img.src = step.png;
     img.alt = step.name;
-    fig.className = step.kind;
+    fig.className = step.kind === "strip" ? "strip scroll-wide" : step.kind;
     if (step.kind === "digit") img.width = 112;
     const cap = document.createElement("figcaption");
     cap.textContent = step.name;
@@ -287,6 +287,7 @@ function loadInside() {
   const said = new Set(); // a reason shared by two pictures (no MNIST files) is said once
   $("pictures").replaceChildren(...model.pictures.map((pic) => {
     const fig = document.createElement("figure");
+    if (pic.wide) fig.className = "scroll-wide"; // numbers inside that need width on a phone
     const img = document.createElement("img");
     img.id = `pic-${pic.name}`;
     img.alt = pic.alt;

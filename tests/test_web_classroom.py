@@ -214,7 +214,7 @@ def test_every_tab_follows_a_run_and_the_form_is_one_click(browser, url: str):
     teacher.select_option("#recipe", "flux-tutorial")
     teacher.fill("#steps", "15")
     teacher.dblclick("#start")
-    teacher.wait_for_function("document.body.dataset.training === 'running'")
+    teacher.wait_for_function("document.body.dataset.training === 'running'", timeout=120_000)
     assert teacher.evaluate("document.activeElement.id") == "stop"
     student.wait_for_function("document.body.dataset.training === 'running'")  # the student's Train tab too
     teacher.wait_for_function("document.body.dataset.modelVersion === '2'", timeout=120_000)

@@ -6,9 +6,11 @@ Binding before uvicorn starts lets a busy port be one clear error line and ``--p
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -24,6 +26,14 @@ from .state import Loaded, file_loaded, save_trained
 
 #: The model ``serve`` trains when it has none: a few seconds on NumPy, about 97 % on the test set.
 START_RECIPE = "keras"
+
+
+class QuietCancel(logging.Filter):
+    """Drops uvicorn's traceback for a request cut off by Ctrl-C (a picture still being drawn when the
+    grace time ends): stopping is said in one line; uvicorn's own line says how many were cut off."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def is_loopback(host: str) -> bool:
@@ -156,6 +166,7 @@ def serve(
         lifespan="off",
     )
     runner = uvicorn.Server(config)
+    logging.getLogger("uvicorn.error").addFilter(QuietCancel())
     exit_handler = runner.handle_exit
 
     def handle_exit(sig: int, frame: object) -> None:

@@ -106,14 +106,9 @@ def page(chromium: str, server: str, tmp_path_factory: pytest.TempPathFactory):
             executable_path=chromium,
             headless=True,
             args=ARGS,
-<<<<<<< HEAD
-            viewport={"width": 1280, "height": 860},
+            viewport={"width": 1280, "height": 720},
             bypass_csp=True,  # wait_for_function evaluates strings, which the page's policy forbids
         )  # (the page's own scripts under its policy: test_web_policy.py)
-=======
-            viewport={"width": 1280, "height": 720},
-        )
->>>>>>> 935a5b3 (serve: the training child runs at nice 10 so a class's answers come first (load test: p95 2354 -> 1102 ms with a run going, same shared machine); figures for the page latency and the load in docs/web.md; phone Draw layout)
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(30_000)
         page.goto(server)

@@ -75,7 +75,8 @@ def browser(chromium: str, tmp_path_factory: pytest.TempPathFactory):
             headless=True,
             args=ARGS,
             viewport={"width": 1280, "height": 720},
-        )
+            bypass_csp=True,  # wait_for_function evaluates strings, which the page's policy forbids
+        )  # (the page's own scripts under its policy: test_web_policy.py)
         context.set_default_timeout(60_000)
         yield context
         context.close()

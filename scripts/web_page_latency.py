@@ -106,6 +106,7 @@ def main() -> None:
                 headless=True,
                 args=ARGS,
                 viewport={"width": 1280, "height": 860},
+                bypass_csp=True,  # the timer's wait_for_function evaluates strings, which the policy forbids
             )
             page = context.pages[0] if context.pages else context.new_page()
             page.set_default_timeout(30_000)

@@ -422,35 +422,43 @@ def preprocess(src: PathOrImage, *, strokes: bool = True, name: str | None = Non
     return trace(src, strokes=strokes, name=name).digit
 
 
-def trace(src: PathOrImage, *, strokes: bool = True, name: str | None = None) -> Trace:  # type: ignore[valid-type]
+def trace(
+    src: PathOrImage,  # type: ignore[valid-type]
+    *,
+    strokes: bool = True,
+    name: str | None = None,
+    sheet: bool = True,
+) -> Trace:
     """:func:`preprocess`, keeping the steps: the picture, the sheet found in it, the straightened crop.
 
     A sheet of paper on a desk (:func:`pyflux_mnist.sheet.find_sheet`) is turned back by its angle and
     cropped inside its edges; the paper's light is then estimated locally (a closing, so that a shadow's
     edge is followed) and divided out. Pictures without a sheet go through :func:`mnistify` as they are.
+    ``sheet=False``: a drawing (the web page's canvas), with no paper to look for; it goes the way of a
+    picture in which none is found, without the two thirds of the time the looking costs.
     """
     label = name or (str(src) if isinstance(src, (str, os.PathLike)) else "image")
     pic = _read(src, label)
-    sheet = _find_sheet(pic)
-    if sheet is None:
+    found = _find_sheet(pic) if sheet else None
+    if found is None:
         g = _reduce(pic.grey(), WORK_SIDE)
         # A picture big enough to show a desk, and nothing found: say that no sheet was found either.
-        place = " and no sheet of paper" if min(g.shape) >= 2 * MIN_SIDE else ""
+        place = " and no sheet of paper" if sheet and min(g.shape) >= 2 * MIN_SIDE else ""
         try:
             digit, box = _mnistify(g, strokes, label, place)
             return Trace(digit, pic.shown(), None, g, None, box)
         except ImageError:
-            sheet = _find_shaded_sheet(pic) if place else None  # a last resort before the error
-            if sheet is None:
+            found = _find_shaded_sheet(pic) if place else None  # a last resort before the error
+            if found is None:
                 raise
-    g, inside = _straighten(pic, sheet)
+    g, inside = _straighten(pic, found)
     bg = _paper_light(g, inside)
     v = (bg - g) * (255 / np.maximum(bg, 8.0))  # ink darkens the paper by a fraction of its light
     v[~inside] = 0
     # Any pen or pencil darkens paper by a quarter or more; what is left of a shadow's edge does not.
     ink = _drop_specks(_ink(v, label, inside, " on the sheet", least=SHEET_INK))
     digit, box = _finish(ink, strokes, label)
-    return Trace(digit, pic.shown(), sheet, g, inside, box)
+    return Trace(digit, pic.shown(), found, g, inside, box)
 
 
 def _find_sheet(pic: _Picture) -> Sheet | None:

@@ -164,7 +164,6 @@ RECIPES: dict[str, Recipe] = {
     )
 }
 
-
 #: The recipe every command and the API train when none is named: the Flux tutorial's network.
 DEFAULT_RECIPE = FLUX_TUTORIAL.name
 

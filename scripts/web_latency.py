@@ -53,7 +53,9 @@ def measure(host: str, port: int, body: bytes | None, kind: str, n: int) -> tupl
         if body is None:
             conn.request("GET", "/api/model")
         else:
-            conn.request("POST", "/api/predict", body, {"Content-Type": kind})
+            # Drawings as the page sends them (?drawing=1: no sheet of paper looked for on a canvas).
+            path = "/api/predict?drawing=1" if kind == "image/png" else "/api/predict"
+            conn.request("POST", path, body, {"Content-Type": kind})
         response = conn.getresponse()
         answer = json.loads(response.read())
         times.append((time.perf_counter() - t0) * 1000)

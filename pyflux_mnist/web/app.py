@@ -13,13 +13,15 @@ import io
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -33,14 +35,16 @@ from .. import pictures
 from ..backquery import backquery, digit_prior, method_for
 from ..decode_cost import MAX_DECODE_BYTES
 from ..errors import ImageError, PyfluxError
-from ..mnist import MnistData, cache_dir, load_mnist
+from ..mnist import MnistData, cache_dir, data_info, load_mnist
+from ..model import load_model
 from ..photo import decode_need, strip, trace
 from ..recipes import DEFAULT_RECIPE
 from ..run import Overrides, Run, build_run
 from ..userpaths import os_error_line
+from . import live
 from .budget import RETRY_AFTER_S, Budget, Busy
 from .guard import BodyTooLarge, BodyTooSlow, Guard
-from .state import RUNNING, BusyError, Loaded, TrainingJob, file_loaded, training_options
+from .state import RUNNING, BusyError, Loaded, TrainingJob, file_loaded, losses_path, training_options
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -50,8 +54,30 @@ log = logging.getLogger("pyflux_mnist.web")
 #: The page's files, read once from the package (no client-supplied path ever reaches the filesystem).
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-          "/style.css": ("style.css", "text/css; charset=utf-8")}  # fmt: skip
-PICTURES = ("weights", "backquery", "confusion", "loss")
+          "/style.css": ("style.css", "text/css; charset=utf-8"),
+          "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+          "/favicon.ico": ("favicon.svg", "image/svg+xml")}  # fmt: skip
+#: The pictures of Look inside, with what the page says about each (the page builds its figures from this).
+PICTURES = {
+    "weights": ("Each square is one hidden unit's 784 input weights laid out as the 28×28 picture: "
+                "orange where ink raises the unit, blue where it lowers it.",
+                "first-layer weights of the first hidden units"),
+    "backquery": ("The input the network finds most like each digit: for a sigmoid network, Rashid's "
+        "inversion; "
+                  "otherwise grown from the average training digit (the digit-prior method), which is why "
+                  "networks of different sizes look much alike here. Under each: how this model reads it.",
+                  "back-query: the image the network thinks is each digit"),
+    "confusion": ("Rows: the true digit; columns: what the network said. The diagonal is right; every other "
+                  "number counts one kind of mistake.",
+                  "confusion matrix on the 10000 test digits"),
+    "loss": ("The training loss at each step of the run that made this model.",
+             "loss curve of the training run"),
+}  # fmt: skip
+#: Pictures with numbers inside that a phone shows at a readable width, to be swiped sideways.
+WIDE = frozenset({"confusion"})
+#: A file name given with an upload (``?name=``), as it may appear in a message: printable, bounded.
+NAME_CHARS = re.compile(r"[^\w .,()+\-]")
+NAME_MAX = 80
 STRIP_CAPTION = "how it was read: the sheet found (red), straightened, the digit (green box), the 28×28"
 #: Seconds between two looks at a training run by an open event stream.
 EVENT_POLL_S = 0.1
@@ -64,6 +90,38 @@ DECODE_WAIT_S = 10.0
 def last_model_path() -> Path:
     """Where ``serve`` keeps the last model it trained (and loads it from when no MODEL is given)."""
     return cache_dir() / "web" / "last-model.npz"
+
+
+def run_model_path() -> Path:
+    """Where a run started from the page saves its model; it becomes the last model only if no worse."""
+    return cache_dir() / "web" / "run-model.npz"
+
+
+def keep_if_better(run: Path, last: Path) -> str:
+    """Make the run's model the one ``serve`` starts with next time, unless the one kept there is better
+    on the test set (a 40-step demo must not silently replace an hour's model). Says what it did."""
+    ours = load_model(run).meta.get("test_accuracy")
+    try:
+        theirs = load_model(last).meta.get("test_accuracy") if last.exists() else None
+    except PyfluxError:
+        theirs = None  # a damaged last model: replace it
+    if isinstance(theirs, float) and isinstance(ours, float) and theirs > ours:
+        return f"serve still starts with the better last model ({theirs:.2%}) next time"
+    for src, dst in ((losses_path(run), losses_path(last)), (run, last)):
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)  # atomic: a crash leaves the old file or the new one, never half of one
+    return "serve starts with it next time"
+
+
+def data_problem(data_dir: str | None) -> str | None:
+    """Why the MNIST files cannot be read without a download, or None: checked once, at start."""
+    info = data_info(data_dir)
+    if info["complete"]:
+        return None
+    missing = ", ".join(n for n, f in info["files"].items() if not f["present"])
+    where = "downloaded on first use" if info["would_download"] else "needed"
+    return f"the MNIST files are not in {info['directory']} ({missing}): they are {where}"
 
 
 class Server:
@@ -79,11 +137,19 @@ class Server:
         self._picture_lock = threading.Lock()
         self._options: dict[str, Any] | None = None
         self.decodes = Budget(MAX_DECODE_BYTES, DECODES, what="pictures")
+        self._data_error: PyfluxError | None = None
 
     def data(self) -> MnistData:
+        """The MNIST data, loaded once; a failure is kept too, so it is one message, not one per picture."""
         with self._data_lock:
+            if self._data_error is not None:
+                raise self._data_error
             if self._data is None:
-                self._data = load_mnist(self._data_dir)
+                try:
+                    self._data = load_mnist(self._data_dir)
+                except PyfluxError as e:
+                    self._data_error = e
+                    raise
             return self._data
 
     def options(self) -> dict[str, Any]:
@@ -99,7 +165,7 @@ class Server:
                     f"busy: a training run ({s['recipe']} on {s['backend']}) is going; "
                     "wait for it or stop it first"
                 )
-            output = last_model_path()
+            output = run_model_path()
             try:
                 output.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:  # e.g. XDG_CACHE_HOME names a file: the server's setting, said in one line
@@ -108,12 +174,16 @@ class Server:
             job.start()
             self.job = job
 
-    def _switch(self, path: Path) -> int:
-        """Called when a run has saved its model: use it from now on."""
+    def _switch(self, path: Path) -> tuple[int, str]:
+        """Called when a run has saved its model: use it from now on; keep it for next time if no worse."""
         with self._lock:
             version = self.loaded.version + 1
             self.loaded = file_loaded(path, "trained here", version)
-        return version
+        try:
+            kept = keep_if_better(path, last_model_path())
+        except (OSError, PyfluxError) as e:
+            kept = f"not kept for next time: {getattr(e, 'strerror', None) or e}"
+        return version, kept
 
     def close(self) -> None:
         self.closing = True
@@ -193,22 +263,42 @@ def page(request: Request) -> Response:
     return Response(body, media_type=media, headers={"Cache-Control": "no-cache"})
 
 
+def model_card(server: Server) -> dict[str, Any]:
+    """The card of the model in use, with its pictures (name, caption, alt text) for Look inside."""
+    pictures = [{"name": n, "caption": c, "alt": a, "wide": n in WIDE} for n, (c, a) in PICTURES.items()]
+    return {**server.loaded.card(), "pictures": pictures}
+
+
 def get_model(request: Request) -> JSONResponse:
+    return JSONResponse(model_card(request.app.state.server))
+
+
+def live_events(request: Request) -> Response:
+    """``GET /api/live``: the model and the training run, as they change (see :mod:`.live`)."""
     server: Server = request.app.state.server
-    return JSONResponse(server.loaded.card())
+    return live.stream(server, lambda: model_card(server), request.is_disconnected)
+
+
+def upload_name(request: Request) -> str:
+    """The name messages give the upload: the page's ``?name=`` (the file's name), else "the upload"."""
+    name = NAME_CHARS.sub("", request.query_params.get("name", "")).strip()[:NAME_MAX]
+    return name or "the upload"
 
 
 async def predict(request: Request) -> JSONResponse:
     """``POST /api/predict``: an image as the body → the answer and what the network saw."""
     server: Server = request.app.state.server
+    name = upload_name(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not kind.startswith("image/") and kind != "application/octet-stream":
         return error(
-            415, f"send the image itself as the body (Content-Type image/...), not {kind or 'nothing'}"
+            415,
+            f"{name} is not an image (PNG, JPEG, …): send the image itself as the body "
+            f"(Content-Type image/...), not {kind or 'nothing'}",
         )
     body = await read_body(request)
     if not body:
-        return error(400, "the body is empty: send a PNG or JPEG")
+        return error(400, f"{name} is empty: send a PNG or JPEG")
     loaded = server.loaded
     t0 = time.perf_counter()
     strip_wanted = request.query_params.get("strip") == "1"
@@ -216,10 +306,11 @@ async def predict(request: Request) -> JSONResponse:
     try:
         # One worker-thread hop when a decode slot is free (as before the budget); else wait for one.
         decodes, model = server.decodes, loaded.model
-        need, result = await asyncio.to_thread(_predict_upload, decodes, model, fd, path, body, strip_wanted)
+        how = Reading(strip_wanted, name, request.query_params.get("drawing") == "1")
+        need, result = await asyncio.to_thread(_predict_upload, decodes, model, fd, path, body, how)
         if result is None:
             await decodes.take(need, DECODE_WAIT_S)
-            result = await asyncio.to_thread(_predict_taken, decodes, need, model, path, strip_wanted)
+            result = await asyncio.to_thread(_predict_taken, decodes, need, model, path, how)
     except ImageError as e:
         return error(422, str(e))
     except Busy as e:
@@ -231,8 +322,16 @@ async def predict(request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
+class Reading(NamedTuple):
+    """How one upload is read: with the strip of steps, the name its messages give it, a drawing."""
+
+    strip: bool = False
+    name: str = "the upload"
+    drawing: bool = False  # the page's canvas (light ink on black): no sheet of paper looked for
+
+
 def _predict_upload(
-    decodes: Budget, model: Model, fd: int, path: str, body: bytes, with_strip: bool
+    decodes: Budget, model: Model, fd: int, path: str, body: bytes, how: Reading
 ) -> tuple[int, dict[str, Any] | None]:
     """Write the upload to ``path`` (open as ``fd``) and read from its header what decoding it will need
     (:func:`~pyflux_mnist.photo.decode_need`: a file it would refuse fails here, before any decode);
@@ -242,36 +341,38 @@ def _predict_upload(
     try:
         need = decode_need(path)
     except ImageError as e:
-        raise ImageError(str(e).replace(path, "the upload")) from None
+        raise ImageError(str(e).replace(path, how.name)) from None
     if not decodes.try_take(need):
         return need, None
-    return need, _predict_taken(decodes, need, model, path, with_strip)
+    return need, _predict_taken(decodes, need, model, path, how)
 
 
-def _predict_taken(decodes: Budget, need: int, model: Model, path: str, with_strip: bool) -> dict[str, Any]:
+def _predict_taken(decodes: Budget, need: int, model: Model, path: str, how: Reading) -> dict[str, Any]:
     """:func:`_predict_file` holding ``need`` of the decode budget, given back here when it ends (in this
     thread: a client that goes away does not free the share of a decode still running)."""
     try:
-        return _predict_file(model, path, with_strip)
+        return _predict_file(model, path, how)
     finally:
         decodes.give_back(need)
 
 
-def _predict_file(model: Model, path: str, with_strip: bool = False) -> dict[str, Any]:
+def _predict_file(model: Model, path: str, how: Reading | None = None) -> dict[str, Any]:
     """The upload goes through exactly what ``predict FILE`` does: :func:`~pyflux_mnist.photo.trace` opens
-    it with the same format, decompression-bomb and decode-cost checks. Error messages name "the
-    upload", never the temporary path. ``with_strip``: also the picture of the steps (``predict
-    --save-preprocessed`` writes the same)."""
+    it with the same format, decompression-bomb and decode-cost checks. Error messages say ``how.name``
+    (the file's name the page gives, else "the upload"), never the temporary path. ``how.strip``: also
+    the picture of the steps (``predict --save-preprocessed`` writes the same). ``how.drawing``: the
+    page's canvas, where no sheet of paper is looked for."""
+    how = how or Reading()
     try:
-        t = trace(path, name="the upload")
+        t = trace(path, name=how.name, sheet=not how.drawing)
     except ImageError as e:
-        raise ImageError(str(e).replace(path, "the upload")) from None
+        raise ImageError(str(e).replace(path, how.name)) from None
     with Image.open(path) as img:
         size = img.size
     result = answer(model, t.digit)  # t.digit: (28, 28) uint8
     result["size"] = list(size)
     steps = []
-    if with_strip:
+    if how.strip:
         picture = png_data_url(np.asarray(strip(t, height=300)))
         steps.append({"kind": "strip", "name": STRIP_CAPTION, "png": picture})
     steps.append({"kind": "digit", "name": "what the network saw (28×28)", "png": png_data_url(t.digit)})
@@ -396,6 +497,7 @@ def create_app(server: Server, hosts: frozenset[str]) -> Callable[..., Any]:
     routes = [
         *(Route(path, page) for path in STATIC),
         Route("/api/model", get_model),
+        Route("/api/live", live_events),
         Route("/api/predict", predict, methods=["POST"]),
         Route("/api/pictures/{name}.png", picture),
         Route("/api/train/options", options),
@@ -414,4 +516,4 @@ def create_app(server: Server, hosts: frozenset[str]) -> Callable[..., Any]:
     return Guard(app, hosts)
 
 
-__all__ = ["Server", "create_app", "file_loaded", "last_model_path"]
+__all__ = ["Server", "create_app", "data_problem", "file_loaded", "last_model_path"]

@@ -6,9 +6,11 @@ Binding before uvicorn starts lets a busy port be one clear error line and ``--p
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -20,12 +22,20 @@ from ..backends import REFERENCE
 from ..blas import set_blas_threads
 from ..errors import PyfluxError
 from ..training import train
-from .app import Server, create_app, last_model_path
+from .app import Server, create_app, data_problem, last_model_path
 from .guard import LOOPBACK_NAMES, allowed_hosts
 from .state import Loaded, file_loaded, save_trained
 
 #: The model ``serve`` trains when it has none: a few seconds on NumPy, about 97 % on the test set.
 START_RECIPE = "keras"
+
+
+class QuietCancel(logging.Filter):
+    """Drops uvicorn's traceback for a request cut off by Ctrl-C (a picture still being drawn when the
+    grace time ends): stopping is said in one line; uvicorn's own line says how many were cut off."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def is_loopback(host: str) -> bool:
@@ -131,6 +141,13 @@ def serve(
             "and start training runs. Use the default --host 127.0.0.1 unless you mean it."
         )
     loaded = initial_model(model_path, data_dir, say)
+    problem = data_problem(data_dir)
+    if problem is not None:  # said once, here, rather than found out later from each picture
+        say(
+            f"Warning: {problem}. Until then, Look inside cannot show the back-query and the confusion "
+            "matrix, "
+            "and Train cannot run."
+        )
     # Predictions are small products: one BLAS thread answers faster than several competing for the cores
     # (training runs in its own process with all of them).
     set_blas_threads(1)
@@ -150,6 +167,16 @@ def serve(
         lifespan="off",
     )
     runner = uvicorn.Server(config)
+    logging.getLogger("uvicorn.error").addFilter(QuietCancel())
+    exit_handler = runner.handle_exit
+
+    def handle_exit(sig: int, frame: object) -> None:
+        # Every open page holds an event stream: end them at once (they look at `closing`), so the
+        # graceful shutdown finds no stream left to cancel (a traceback on stderr, not one line).
+        server.closing = True
+        exit_handler(sig, frame)  # type: ignore[arg-type]
+
+    runner.handle_exit = handle_exit  # type: ignore[method-assign]
     print(f"serving {loaded.model.recipe.name} on {url}  (Ctrl-C to stop)", flush=True)
     if open_browser:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()

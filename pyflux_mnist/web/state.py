@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -28,7 +29,8 @@ from ..atomic import atomic_write
 from ..backends import backend_status
 from ..errors import ModelFileError, PyfluxError
 from ..model import Model, load_model
-from ..recipes import DEFAULT_RECIPE, RECIPES
+from ..recipes import DEFAULT_RECIPE, RECIPES, recipe_label, recipe_overrides
+from ..reproduce import total_steps
 from ..run import Run
 from ..safe_npz import member_header, open_npz, read_array
 from ..spec import MAX_STEPS
@@ -58,6 +60,7 @@ class Loaded:
         return {
             "version": self.version,
             "recipe": r.name,
+            "label": recipe_label(r),  # the name with what was changed in it: "flux-tutorial (steps 40)"
             "sizes": list(m.spec.sizes),
             "activations": list(m.spec.activations),
             "parameters": int(sum(p.size for p in m.params)),
@@ -129,6 +132,8 @@ def training_options() -> dict[str, Any]:
                 "sizes": list(r.model.sizes),
                 "steps": r.steps,
                 "epochs": r.epochs,
+                "batch_size": r.batch_size,
+                "total_steps": total_steps(r),  # what an epoch-based recipe's epochs come to
                 "backends": [{"name": b, "reason": reason} for b, reason in status.items()],
             }
         )
@@ -138,6 +143,7 @@ def training_options() -> dict[str, Any]:
 # The training child: reads its spec as JSON on stdin, writes JSON lines of progress and result on stdout.
 WORKER = [sys.executable, "-m", "pyflux_mnist.web.train_worker"]
 RUNNING = ("starting", "running")  # a job's states before it ends: done, stopped or failed
+_ids = itertools.count(1)
 STDERR_TAIL = 4096  # bytes of the child's stderr kept for the message when it dies without a result
 #: Loss points kept of a run: when there would be more, every other one is dropped (and from then on
 #: only every other one arriving is kept), so a snapshot costs the same after a minute or ten hours.
@@ -150,8 +156,14 @@ class TrainingJob:
     """One training run in a child process (see :mod:`~pyflux_mnist.web.train_worker`), followed by a
     thread that reads its progress; :meth:`snapshot` is what the page is told about it."""
 
-    def __init__(self, run: Run, data_dir: str | None, output: Path, on_done: Callable[[Path], int]) -> None:
-        self.recipe_name, self.backend = run.recipe.name, run.backend
+    def __init__(
+        self, run: Run, data_dir: str | None, output: Path, on_done: Callable[[Path], tuple[int, str]]
+    ) -> None:
+        self.recipe_name, self.backend, self.seed = run.recipe.name, run.backend, run.seed
+        changed = recipe_overrides(run.recipe)
+        # as asked (None: the recipe's), for the page's form
+        self.asked = {k: changed.get(k) for k in ("steps", "epochs")}
+        self.id = next(_ids)  # tells one run from the next (a page keeps a run's points by it)
         self.spec = {"run": run.to_json(), "data_dir": data_dir, "output": str(output)}
         self.output = output
         self._on_done = on_done
@@ -228,13 +240,13 @@ class TrainingJob:
         kind = last.get("event")
         if kind == "done":
             try:
-                version = self._on_done(self.output)
+                version, kept = self._on_done(self.output)
             except PyfluxError as e:
                 self._finish("failed", f"the trained model cannot be loaded: {e}")
                 return
             with self._lock:
                 self.model_version = version
-            self._finish("done", f"test accuracy {last['test_accuracy']:.4f}; now using this model")
+            self._finish("done", f"test accuracy {last['test_accuracy']:.4f}; now using this model; {kept}")
         elif kind == "stopped" or (self._stop_asked and kind != "error"):
             # Stopped before the child could say so (during its start) or ended by SIGTERM/SIGKILL: stopped.
             step = self._last[0] if self._last else 0
@@ -286,9 +298,13 @@ class TrainingJob:
             first = bisect.bisect_left(self._arrivals, since)
             points = [[s, loss] for s, loss in zip(self._steps[first:], self._losses[first:], strict=True)]
             return {
+                "id": self.id,
                 "state": self.state,
+                "running": self.state in RUNNING,
                 "recipe": self.recipe_name,
                 "backend": self.backend,
+                "seed": self.seed,
+                **self.asked,
                 "step": self._last[0] if self._last else 0,
                 "total": self.total,
                 "loss": self._last[1] if self._last else None,

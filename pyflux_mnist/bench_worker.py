@@ -70,6 +70,19 @@ class Worker:
         best = min(self._timed(lambda: np.matmul(A, B, out=C)) for _ in range(3))
         return {"gflops": 2 * SGEMM_N**3 / best / 1e9, "seconds": best}
 
+    def bound(self, recipe: dict[str, Any], batch: int) -> dict[str, Any]:
+        """The products of one step on the model's own shapes, and the copy bandwidth at the step's working
+        set (:mod:`pyflux_mnist.bench_bound`); the arrays are kept for the next round."""
+        from .bench_bound import BoundProbe
+        from .spec import Recipe
+
+        key = json.dumps([recipe, batch], sort_keys=True)
+        if getattr(self, "_probe_key", None) != key:
+            self._probe = None  # the old arrays go before the new ones come
+            self._probe = BoundProbe(Recipe.from_dict(recipe), batch, self.threads)
+            self._probe_key = key
+        return self._probe.measure()
+
     @staticmethod
     def _timed(f) -> float:
         t0 = time.perf_counter()
@@ -207,6 +220,8 @@ def _serve() -> int:
                 worker.send(**worker.run(int(command["steps"])))
             elif command["cmd"] == "sgemm":
                 worker.send(event="sgemm", **worker.sgemm())
+            elif command["cmd"] == "bound":
+                worker.send(event="bound", **worker.bound(command["recipe"], int(command["batch"])))
             elif command["cmd"] == "finish":
                 if config["backend"] != "sgemm":
                     worker.send(**worker.finish())

@@ -249,9 +249,8 @@ def check_options(backends: list[str], steps: int | None, repeat: int, threads: 
 
 def failed_rows(result: dict[str, Any]) -> list[str]:
     """``"name: reason"`` for each backend whose worker failed (``unavailable`` is not a failure)."""
-    return [
-        f"{r['backend']}: {r.get('reason')}" for r in result.get("results", []) if r.get("status") == "error"
-    ]
+    rows = result.get("results") or result.get("sweep", {}).get("backends", [])
+    return [f"{r['backend']}: {r.get('reason')}" for r in rows if r.get("status") == "error"]
 
 
 def run_bench(
@@ -662,13 +661,15 @@ def write_json(result: dict[str, Any], path: str) -> None:
 
 def write_markdown(result: dict[str, Any], path: str) -> None:
     """Write the Markdown table to ``path``; if that file already has the markers
-    ``<!-- bench:RECIPE -->`` and ``<!-- /bench:RECIPE -->``, replace only what lies between them (how
-    ``docs/benchmarks.md`` gets its tables)."""
+    ``<!-- bench:RECIPE -->`` and ``<!-- /bench:RECIPE -->`` (a sweep: ``bench:RECIPE:sweep-AXIS``), replace
+    only what lies between them (how ``docs/benchmarks.md`` gets its tables)."""
     from .atomic import atomic_write
+    from .bench_sweep import render_markdown as render_sweep
 
-    table = render_markdown(result)
-    recipe = result["settings"]["recipe"]
-    start, end = f"<!-- bench:{recipe} -->", f"<!-- /bench:{recipe} -->"
+    sweep = result.get("sweep")
+    table = render_sweep(result) if sweep else render_markdown(result)
+    section = result["settings"]["recipe"] + (f":sweep-{sweep['axis']}" if sweep else "")
+    start, end = f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
     text = table
     target = Path(path)
     if target.is_file():

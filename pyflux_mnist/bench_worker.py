@@ -92,10 +92,7 @@ class Worker:
     # --- a backend ------------------------------------------------------------------------------------
 
     def start_backend(self) -> dict[str, Any]:
-        import numpy as np
-
         from .backends import get_backend
-        from .init import run_start
         from .mnist import load_mnist
         from .prepare import prepare
         from .spec import Recipe
@@ -110,34 +107,52 @@ class Worker:
         t1 = time.perf_counter()
         rss_data = _peak_rss_mb()
 
-        backend = get_backend(name)  # BackendUnavailable (a missing package) becomes an "unavailable" row
-        threads = self._import_backend(backend, setup)
-        self.backend, self.recipe = backend, recipe
+        self.backend = get_backend(name)  # a missing package: BackendUnavailable, an "unavailable" row
+        threads = self._import_backend(self.backend, setup)
+        point = self.point(self.config["recipe"], self.config.get("n_samples"))
+        return {
+            **point,
+            "setup": {**setup, **point["setup"]},
+            "version": self.backend.version(),
+            "data_seconds": t1 - t0,
+            "rss_after_data_mb": rss_data,
+            "threads": threads,
+        }
 
-        params, sched = run_start(recipe, self.prepared.X_train.shape[1], int(self.config["seed"]))
+    def point(self, recipe_dict: dict[str, Any], n_samples: int | None) -> dict[str, Any]:
+        """A fresh trainer for ``recipe`` on the first ``n_samples`` training samples (all if None), from
+        the seed's weights, and its first step, timed (``bench --sweep`` sends one per point)."""
+        import hashlib
+
+        import numpy as np
+
+        from .init import run_start
+        from .spec import Recipe
+
+        recipe = Recipe.from_dict(recipe_dict)
+        X, Y = self.prepared.X_train, self.prepared.Y_train
+        if n_samples is not None:
+            X, Y = X[:, :n_samples], Y[:, :n_samples]
+        self.trainer = None  # the previous point's trainer and its buffers go first
+        self.recipe = recipe
+        params, sched = run_start(recipe, X.shape[1], int(self.config["seed"]))
         self.batches = iter(sched)
         t2 = time.perf_counter()
-        self.trainer = backend.trainer(recipe, params, self.prepared.X_train, self.prepared.Y_train)
-        setup["init"] = time.perf_counter() - t2
+        self.trainer = self.backend.trainer(recipe, params, X, Y)
+        setup = {"init": time.perf_counter() - t2}
         t3 = time.perf_counter()
         first = self.trainer.run([next(self.batches)])
         setup["first_step"] = time.perf_counter() - t3
         self.last_loss = float(first[-1])
-
-        import hashlib
-
         digest = hashlib.sha256()
         for p in params:
             digest.update(np.ascontiguousarray(p, dtype=np.float32).tobytes())
         return {
             "event": "ready",
-            "version": backend.version(),
-            "data_seconds": t1 - t0,
             "setup": setup,
             "first_loss": self.last_loss,
             "init_sha256": digest.hexdigest()[:16],
-            "rss_after_data_mb": rss_data,
-            "threads": threads,
+            "peak_rss_mb": _peak_rss_mb(),
         }
 
     def _import_backend(self, backend: Backend, setup: dict[str, float]) -> dict[str, Any]:
@@ -154,11 +169,13 @@ class Worker:
         self.last_loss = float(losses[-1])
         return {"event": "ran", "seconds": seconds, "steps": steps, "last_loss": self.last_loss}
 
-    def finish(self) -> dict[str, Any]:
-        from .training import evaluate
+    def finish(self, evaluate: bool = True) -> dict[str, Any]:
+        if not evaluate:  # a sweep: the memory is what is asked
+            return {"event": "finished", "final_loss": self.last_loss, "peak_rss_mb": _peak_rss_mb()}
+        from .training import evaluate as evaluate_params
 
         params = self.trainer.parameters()
-        train_acc, test_acc, _ = evaluate(self.backend, self.recipe, params, self.prepared)
+        train_acc, test_acc, _ = evaluate_params(self.backend, self.recipe, params, self.prepared)
         return {
             "event": "finished",
             "final_loss": self.last_loss,
@@ -220,11 +237,15 @@ def _serve() -> int:
                 worker.send(**worker.run(int(command["steps"])))
             elif command["cmd"] == "sgemm":
                 worker.send(event="sgemm", **worker.sgemm())
+            elif command["cmd"] == "rss":
+                worker.send(event="rss", peak_rss_mb=_peak_rss_mb())
+            elif command["cmd"] == "point":
+                worker.send(**worker.point(command["recipe"], command.get("n_samples")))
             elif command["cmd"] == "bound":
                 worker.send(event="bound", **worker.bound(command["recipe"], int(command["batch"])))
             elif command["cmd"] == "finish":
                 if config["backend"] != "sgemm":
-                    worker.send(**worker.finish())
+                    worker.send(**worker.finish(command.get("evaluate", True)))
                 else:
                     worker.send(event="finished", peak_rss_mb=_peak_rss_mb())
                 return 0

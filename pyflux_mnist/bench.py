@@ -514,11 +514,19 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
     per_epoch = result["settings"].get("steps_per_epoch")
     epoch_recipe = result["settings"]["batch_size"] != 0
     bound = result.get("bound") or {}
-    head = ["backend", "status", "ms/step (median)", "spread", "samples/s"]
+    head = ["backend", "status", "ms/step", "spread", "samples/s"]
     if epoch_recipe and per_epoch:
         head.append("s/epoch")
-    head += ["× roofline", "× bound", "× numpy", "set-up s (import+init+1st)", "final loss", "train acc"]
-    head += ["test acc", "peak RSS MB"]
+    head += [
+        "× roofline",
+        "× bound",
+        "× numpy",
+        "set-up s",
+        "final loss",
+        "train acc",
+        "test acc",
+        "peak RSS MB",
+    ]
     rows, notes = [], []
     for r in result["results"]:
         if r["status"] != "ok":
@@ -549,8 +557,8 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
         rows.append(line)
     roof = result["roofline"]
     for name, status, ms, epoch_s in (
-        ("roofline", "square sgemm", roof.get("ms_per_step"), roof.get("seconds_per_epoch")),
-        ("bound", f"{bound['wall']} wall" if bound else "", bound.get("ms_per_step"), None),
+        ("roofline", "sgemm", roof.get("ms_per_step"), roof.get("seconds_per_epoch")),
+        ("bound", bound.get("wall", ""), bound.get("ms_per_step"), None),
     ):
         if name == "bound" and not bound:  # a result saved before the bound existed
             continue
@@ -562,6 +570,10 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
             _fmt(_ratio(ms, bound.get("ms_per_step")), ".2f"),
         ]
         rows.append(line + [""] * (len(head) - len(line)))
+    notes.append(
+        "ms/step: the median of the repeats (spread: half the range); set-up: import + init + first step; "
+        "× roofline, × bound: the median over each bound; × numpy: round by round, then the median"
+    )
     notes += _bound_notes(roof, bound)
     return head, rows, notes
 

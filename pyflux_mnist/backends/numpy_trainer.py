@@ -10,7 +10,7 @@ arranged for speed. docs/benchmarks.md has the measurements behind every choice 
 * **No allocation per step**: batches are gathered with ``np.take(..., out=)``, products written with
   ``np.matmul(..., out=)``, and a batch of one sample is a view, not a copy.
 * **A full batch is a sum over blocks** of at most 2048 samples, each stored ``(features, block)``
-  C-ordered with only the features lit in one of its samples (MNIST: 628 of 717 pixels on average).
+  C-ordered with only the features lit in one of its samples (MNIST: 627 of 717 pixels on average).
   The blocks are shared out to as many Python threads as NumPy's BLAS has (NumPy releases the GIL in
   products and element-wise loops), each running BLAS single-threaded: this network's thin products
   (32 outputs) run ~15 % faster that way than on BLAS's own threads, and the element-wise passes run in
@@ -136,7 +136,7 @@ class NumpyTrainer(Trainer):
         """The full batch as blocks ``(X_block, Y_block, cols)`` of consecutive samples, each keeping only
         the features nonzero in one of its samples (``cols``; None: all). A pixel dark in every sample of a
         block adds exact zeros to ``W1 @ X`` and to the block's share of ``W1``'s gradient: leaving it out
-        changes no term that is not zero. MNIST in blocks of 1875: 628 of the 717 pixels on average.
+        changes no term that is not zero. MNIST in blocks of 1875: 627 of the 717 pixels on average.
         (Ordering the samples so that a block's samples light the same pixels would leave ~460, but changes
         how the gradient's sum is grouped, and Adam's step on a pixel whose gradient nearly cancels then
         takes the other sign: the parity tests fail.)"""

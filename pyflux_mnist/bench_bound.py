@@ -24,6 +24,7 @@ import itertools
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from .backends.base import SLOTS
@@ -114,14 +115,15 @@ class BoundProbe:
         t = self.threads
         n = a.shape[1] if inner else b.shape[1]
         cuts = [(i * n // t, (i + 1) * n // t) for i in range(t)]
+        jobs: list[Callable[[], object]]
         if inner:
             parts = [np.empty_like(out) for _ in cuts]
             jobs = [
-                lambda lo=lo, hi=hi, p=p: np.matmul(a[:, lo:hi], b[lo:hi], out=p)
+                partial(np.matmul, a[:, lo:hi], b[lo:hi], out=p)
                 for (lo, hi), p in zip(cuts, parts, strict=True)
             ]
         else:
-            jobs = [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in cuts]
+            jobs = [partial(np.matmul, a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in cuts]
         return lambda: self._in_threads(jobs)
 
     def measure(self) -> dict[str, Any]:
@@ -132,7 +134,7 @@ class BoundProbe:
         blas = blas_controller()
         rows = []
         for name, a, b, out, flop in self.products:
-            seconds = _best(lambda a=a, b=b, out=out: np.matmul(a, b, out=out), 3)
+            seconds = _best(partial(np.matmul, a, b, out=out), 3)
             arrangement = "one call"
             if self.threads > 1 and self.batch >= MIN_SPLIT * self.threads:
                 with blas.limit(limits=1):
@@ -146,7 +148,9 @@ class BoundProbe:
             (i * self.src.size // self.threads, (i + 1) * self.src.size // self.threads)
             for i in range(self.threads)
         ]
-        copy = [lambda lo=lo, hi=hi: np.copyto(self.dst[lo:hi], self.src[lo:hi]) for lo, hi in cuts]
+        copy: list[Callable[[], object]] = [
+            partial(np.copyto, self.dst[lo:hi], self.src[lo:hi]) for lo, hi in cuts
+        ]
         copy_s = _best(lambda: self._in_threads(copy), 5)
         return {
             "products": rows,

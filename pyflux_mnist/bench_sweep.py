@@ -20,6 +20,7 @@ import itertools
 import math
 import os
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 from . import bench as b
@@ -65,7 +66,7 @@ def planned_steps(recipe: Recipe, batch: int) -> int:
     return max(1, min(200, round(REPEAT_TARGET_S / seconds)))
 
 
-def fit_exponent(xs: list[float], ys: list[float | None]) -> tuple[float | None, list[float | None]]:
+def fit_exponent(xs: Sequence[float], ys: Sequence[float | None]) -> tuple[float | None, list[float | None]]:
     """The least-squares slope of log y on log x over the points measured, and each neighbouring slope."""
     pairs = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if y]
     local = [
@@ -137,9 +138,15 @@ def run_sweep(
             "samples_per_step": batches,
         },
     }
-    base = {"seed": seed, "data_dir": data_dir, "offline": offline, "threads": threads, "verbose": verbose}
+    base: dict[str, Any] = {
+        "seed": seed,
+        "data_dir": data_dir,
+        "offline": offline,
+        "threads": threads,
+        "verbose": verbose,
+    }
     base |= {"recipe": configs[0], "n_samples": samples[0] if axis == "samples" else None}
-    lines = {n: {"backend": n, "status": "ok", "reason": None} for n in backends}
+    lines: dict[str, dict[str, Any]] = {n: {"backend": n, "status": "ok", "reason": None} for n in backends}
     for line in lines.values():
         line |= {"ms_per_step": [], "spread_pct": [], "peak_rss_mb": []}
     sgemm_best: list[float] = []

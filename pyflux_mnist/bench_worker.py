@@ -52,6 +52,9 @@ class Worker:
         self.config = config
         self.out = out
         self.threads = int(config["threads"])
+        self.trainer: Any = None
+        self._probe: Any = None
+        self._probe_key: str | None = None
 
     def send(self, **message: Any) -> None:
         self.out.write(json.dumps(message) + "\n")
@@ -77,7 +80,7 @@ class Worker:
         from .spec import Recipe
 
         key = json.dumps([recipe, batch], sort_keys=True)
-        if getattr(self, "_probe_key", None) != key:
+        if self._probe_key != key:
             self._probe = None  # the old arrays go before the new ones come
             self._probe = BoundProbe(Recipe.from_dict(recipe), batch, self.threads)
             self._probe_key = key

@@ -342,7 +342,7 @@ def sweep_chart(result: dict[str, Any], path: str) -> None:
         load = m.get("load_average_start")
         fig.suptitle(f"How a step's time grows with the {sw['axis']}: recipe {s['recipe']}")
         ax.set_title(
-            f"{m['cpu']}, {m['threads']} threads; median of {s['repeat']} repeats"
+            f"{m['cpu']}, {b._count(m['threads'], 'thread')}; median of {b._count(s['repeat'], 'repeat')}"
             + (f"; load average {load[0]:.1f} at start" if load else ""),
             color="#464646",
         )

@@ -225,12 +225,18 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
     sw, settings = result["sweep"], result["settings"]
     lines = sw["backends"]
     ok = [line for line in lines if any(v is not None for v in line["ms_per_step"])]
-    head = [sw["axis"], "samples/step", "steps"] + [f"{line['backend']} ms/step" for line in ok]
+    per_step = sw["axis"] != "samples"  # the samples axis is the samples per step already
+    head = [sw["axis"], *(["samples/step"] if per_step else []), "steps"]
+    head += [f"{line['backend']} ms/step" for line in ok]
     head += ["roofline ms"] + [f"{line['backend']} × numpy" for line in ok if line["backend"] != "numpy"]
     numpy_ms = next((line["ms_per_step"] for line in ok if line["backend"] == "numpy"), None)
     rows = []
     for i, x in enumerate(sw["points"]):
-        row = [f"{x:,}", f"{settings['samples_per_step'][i]:,}", str(settings["steps"][i])]
+        row = [
+            f"{x:,}",
+            *([f"{settings['samples_per_step'][i]:,}"] if per_step else []),
+            str(settings["steps"][i]),
+        ]
         row += [b._fmt(line["ms_per_step"][i], ".3f") for line in ok]
         row.append(b._fmt(sw["roofline_ms"][i], ".3f"))
         for line in ok:
@@ -238,11 +244,12 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
                 v, ref = line["ms_per_step"][i], numpy_ms[i] if numpy_ms else None
                 row.append(b._fmt(v / ref if v and ref else None, ".2f"))
         rows.append(row)
-    pad = [""] * (len(head) - 4 - len(ok))
-    rows.append(["exponent", "", ""] + [b._fmt(line["exponent"], ".2f") for line in ok]
+    lead = [""] * (2 if per_step else 1)
+    pad = [""] * (len(head) - len(lead) - 2 - len(ok))
+    rows.append(["exponent", *lead] + [b._fmt(line["exponent"], ".2f") for line in ok]
                 + [b._fmt(sw["roofline_exponent"], ".2f")] + pad)  # fmt: skip
     peak = [max((v for v in line["peak_rss_mb"] if v is not None), default=None) for line in ok]
-    rows.append(["peak RSS MB", "", ""] + [b._fmt(v, ".0f") for v in peak] + [""] + pad)
+    rows.append(["peak RSS MB", *lead] + [b._fmt(v, ".0f") for v in peak] + [""] + pad)
     notes = [
         f"{line['backend']}: {line['status']}: {line['reason']}" for line in lines if line["status"] != "ok"
     ]

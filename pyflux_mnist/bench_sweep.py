@@ -347,7 +347,8 @@ def sweep_chart(result: dict[str, Any], path: str) -> None:
         ax.legend(loc="upper left")
         m = result["machine"]
         load = m.get("load_average_start")
-        fig.suptitle(f"How a step's time grows with the {sw['axis']}: recipe {s['recipe']}")
+        grows = {"samples": "the samples per step", "hidden": "the hidden layer's width"}[sw["axis"]]
+        fig.suptitle(f"How a step's time grows with {grows}: recipe {s['recipe']}")
         ax.set_title(
             f"{m['cpu']}, {b._count(m['threads'], 'thread')}; median of {b._count(s['repeat'], 'repeat')}"
             + (f"; load average {load[0]:.1f} at start" if load else ""),

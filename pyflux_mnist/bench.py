@@ -671,15 +671,17 @@ def write_json(result: dict[str, Any], path: str) -> None:
         f.write((json.dumps(result, indent=2) + "\n").encode())
 
 
-def write_markdown(result: dict[str, Any], path: str) -> None:
-    """Write the Markdown table to ``path``; if that file already has the markers
-    ``<!-- bench:RECIPE -->`` and ``<!-- /bench:RECIPE -->`` (a sweep: ``bench:RECIPE:sweep-AXIS``), replace
-    only what lies between them (how ``docs/benchmarks.md`` gets its tables)."""
+def write_markdown(
+    result: dict[str, Any], path: str, render: Callable[[dict[str, Any]], str] | None = None
+) -> None:
+    """Write the Markdown table (``render``: another renderer, e.g. a sweep's) to ``path``; if that file
+    already has the markers ``<!-- bench:RECIPE -->`` and ``<!-- /bench:RECIPE -->`` (a sweep:
+    ``bench:RECIPE:sweep-AXIS``), replace only what lies between them (how ``docs/benchmarks.md`` gets its
+    tables)."""
     from .atomic import atomic_write
-    from .bench_sweep import render_markdown as render_sweep
 
     sweep = result.get("sweep")
-    table = render_sweep(result) if sweep else render_markdown(result)
+    table = (render or render_markdown)(result)
     section = result["settings"]["recipe"] + (f":sweep-{sweep['axis']}" if sweep else "")
     start, end = f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
     text = table

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import bench as b
+from .backends import REFERENCE
 from .errors import SpecError
 from .spec import Recipe
 
@@ -228,8 +229,10 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
     per_step = sw["axis"] != "samples"  # the samples axis is the samples per step already
     head = [sw["axis"], *(["samples/step"] if per_step else []), "steps"]
     head += [f"{line['backend']} ms/step" for line in ok]
-    head += ["roofline ms"] + [f"{line['backend']} × numpy" for line in ok if line["backend"] != "numpy"]
-    numpy_ms = next((line["ms_per_step"] for line in ok if line["backend"] == "numpy"), None)
+    head += ["roofline ms"] + [
+        f"{line['backend']} × {REFERENCE}" for line in ok if line["backend"] != REFERENCE
+    ]
+    numpy_ms = next((line["ms_per_step"] for line in ok if line["backend"] == REFERENCE), None)
     rows = []
     for i, x in enumerate(sw["points"]):
         row = [
@@ -240,7 +243,7 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
         row += [b._fmt(line["ms_per_step"][i], ".3f") for line in ok]
         row.append(b._fmt(sw["roofline_ms"][i], ".3f"))
         for line in ok:
-            if line["backend"] != "numpy":
+            if line["backend"] != REFERENCE:
                 v, ref = line["ms_per_step"][i], numpy_ms[i] if numpy_ms else None
                 row.append(b._fmt(v / ref if v and ref else None, ".2f"))
         rows.append(row)
@@ -318,7 +321,7 @@ def sweep_chart(result: dict[str, Any], path: str) -> None:
     from .picture_files import save_picture
 
     sw, s = result["sweep"], result["settings"]
-    colours = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green", "flux": "tab:purple"}
+    colours = {name: f"C{i}" for i, name in enumerate(s["backends"])}  # matplotlib's cycle, in run order
     with _figure(9, 5.6) as fig:
         ax = fig.add_subplot()
         for line in sw["backends"]:

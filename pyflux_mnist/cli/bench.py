@@ -105,7 +105,7 @@ def bench(
         if is_sweep:
             bs.sweep_chart(result, bs.chart_path(output))
     if markdown:
-        b.write_markdown(result, markdown)
+        b.write_markdown(result, markdown, bs.render_markdown if is_sweep else None)
     if as_json:
         echo_json(result)
     else:

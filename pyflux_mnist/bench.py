@@ -335,7 +335,7 @@ def run_bench(
     reference_times = rows.get(REFERENCE, {}).get("_times")
     reference_ms = [t / steps * 1e3 for t in reference_times] if reference_times else None
     result["results"] = [
-        _finish_row(rows[n], reference_ms, roofline, bound, steps, batch, per_epoch) for n in backends
+        _finish_row(rows[n], reference_ms, roofline, steps, batch, per_epoch, bound) for n in backends
     ]
     with contextlib.suppress(OSError):
         result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -470,10 +470,10 @@ def _finish_row(
     row: dict[str, Any],
     reference_ms: list[float] | None,
     roofline: dict[str, Any],
-    bound: dict[str, Any],
     steps: int,
     batch: int,
     per_epoch: int | None,
+    bound: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     times = row.pop("_times", None)
     if row["status"] != "ok" or not times:
@@ -493,7 +493,7 @@ def _finish_row(
         row["seconds_per_epoch"] = median * per_epoch / 1e3
     if roofline["sgemm_gflops_rounds"]:  # against the best sgemm rate of the run (see run_bench)
         row["ratio_to_roofline"] = median / roofline["ms_per_step"]
-    if bound.get("ms_per_step"):
+    if bound and bound.get("ms_per_step"):
         row["ratio_to_bound"] = median / bound["ms_per_step"]
     if reference_ms and len(reference_ms) == len(per_step):  # round by round again
         row["ratio_to_numpy"] = statistics.median(t / b for t, b in zip(per_step, reference_ms, strict=True))
@@ -592,7 +592,7 @@ def _bound_notes(roof: dict[str, Any], bound: dict[str, Any]) -> list[str]:
     rounds = roof.get("sgemm_gflops_rounds") or []
     if roof.get("sgemm_rate_used") and len(rounds) > 1:  # older result files used each round's own rate
         size = roof.get("sgemm_size", SGEMM_N)
-        rate += f" (square {size}³ sgemm, best of {len(rounds)} rounds; lowest {min(rounds):.0f})"
+        rate += f" (square {size}³: best sgemm of {len(rounds)} rounds; lowest {min(rounds):.0f})"
     notes = [rate]
     if bound:
         parts = ", ".join(

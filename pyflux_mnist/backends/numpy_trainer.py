@@ -9,13 +9,12 @@ arranged for speed. docs/benchmarks.md has the measurements behind every choice 
   reference to float32 rounding, not bit for bit.
 * **No allocation per step**: batches are gathered with ``np.take(..., out=)``, products written with
   ``np.matmul(..., out=)``, and a batch of one sample is a view, not a copy.
-* **A full batch is a sum over blocks** of at most 2048 samples, each stored ``(features, block)``
-  C-ordered with only the features lit in one of its samples (MNIST: 627 of 717 pixels on average).
-  The blocks are shared out to as many Python threads as NumPy's BLAS has (NumPy releases the GIL in
-  products and element-wise loops), each running BLAS single-threaded: this network's thin products
-  (32 outputs) run ~15 % faster that way than on BLAS's own threads, and the element-wise passes run in
-  parallel too. Each block's gradient has its own buffer and the blocks are added in a fixed order, so
-  the numbers do not depend on the thread count.
+* **A full batch is a sum over blocks** of at most 8192 samples, each stored ``(features, block)``
+  C-ordered, whose activations fit in one core's L2 cache. The blocks are shared out to as many Python
+  threads as NumPy's BLAS has (NumPy releases the GIL in products and element-wise loops), each running
+  BLAS single-threaded: this network's thin products (32 outputs) run ~15 % faster that way than on
+  BLAS's own threads, and the element-wise passes run in parallel too. Each block's gradient has its own
+  buffer and the blocks are added in a fixed order, so the numbers do not depend on the thread count.
 * **Weights are stored ``(in, out)``** (the trainer holds ``(out, in)`` views of them) and weight gradients
   are computed as ``A_prev @ dZᵀ`` straight into that layout: faster for full batches (the sum runs over
   thousands of samples) and for keras's batch of 128 on two BLAS threads (0.53 against 0.74 ms for the
@@ -36,16 +35,14 @@ from ..spec import Recipe
 from .base import CE_EPS, Trainer
 from .numpy_maths import Optimizer, activate, loss_and_output_grad
 
-#: Most samples in one block of a full batch. The block size alone hardly matters (flux-tutorial, CPU time
-#: of one thread: 1024 to 16384 within 2 %), but a smaller block has fewer pixels lit in any of its
-#: samples, which the trainer leaves out (see _sparse_blocks): against blocks of 7500 with every pixel,
-#: 0.94 × the time at 8192, 0.91 × at 2048, 0.88 × at 1024 (more blocks: more Python calls to share).
-BLOCK = 2048
+#: Most samples in one block of a full batch. Measured on 60000 samples, 2 threads: blocks of 7500 ran
+#: 5 % faster than 3750 or 15000 (a 32 × 7500 float32 activation is 0.9 MiB: one core's L2).
+BLOCK = 8192
 
 
 def block_bounds(n: int) -> list[tuple[int, int]]:
     """``[start, stop)`` of each block of ``n`` samples: at most :data:`BLOCK`, equal to within one, and a
-    multiple of 4 of them so that 1, 2 or 4 threads get equal shares (60000 samples: 32 blocks of 1875)."""
+    multiple of 4 of them so that 1, 2 or 4 threads get equal shares (60000 samples: 8 blocks of 7500)."""
     count = 4 * max(1, -(-n // (4 * BLOCK)))
     edges = [i * n // count for i in range(count + 1)]
     return [(lo, hi) for lo, hi in itertools.pairwise(edges) if hi > lo]
@@ -65,8 +62,6 @@ class _Buffers:
         self.p = np.empty((sizes[-1], b), f32)  # output-layer scratch
         self.g = np.empty((sizes[-1], b), f32)
         self.col = np.empty((1, b), f32)
-        self.w1t: np.ndarray | None = None  # W1's rows for a block's features, and their gradient (if used)
-        self.g1t: np.ndarray | None = None
 
 
 class NumpyTrainer(Trainer):
@@ -115,41 +110,26 @@ class NumpyTrainer(Trainer):
         self.trainable = [True, spec.bias] * spec.n_layers
         self.grads = self._new_grads()
         if full_batch:  # blocks of (features, block) C-ordered copies; rows only if a minibatch ever comes
-            self._blocks = self._sparse_blocks(np.ascontiguousarray(self._X_rows[:, used]))
+            # (Picking columns of contiguous rows, then transposing, is 4 x faster than rows of X's view.)
+            X, Y = self._X_rows, self._Y_rows
+            self._blocks = [
+                (np.ascontiguousarray(X[lo:hi, used].T), np.ascontiguousarray(Y[lo:hi].T))
+                for lo, hi in block_bounds(self.n_samples)
+            ]
             self._rows = self._ys = None
         else:  # minibatches gather whole rows; a full batch (if ever asked) is one block of their views
             self._rows = np.ascontiguousarray(self._X_rows if active is None else self._X_rows[:, active])
             self._ys = np.ascontiguousarray(self._Y_rows)
-            self._blocks = [(self._rows.T, self._ys.T, None)]
+            self._blocks = [(self._rows.T, self._ys.T)]
         # Block 0 writes into self.grads; every other block into its own arrays, added in block order.
         self._block_grads = [self.grads] + [self._new_grads() for _ in self._blocks[1:]]
         self._block_loss = [0.0] * len(self._blocks)
-        # Worker w runs blocks w, w + workers, ... (the caller is worker 0): neighbouring blocks have
-        # similar widths, so the shares take equal work.
+        # Worker w runs blocks [w * count // workers, (w + 1) * count // workers); the caller is worker 0.
         count = len(self._blocks)
         workers = min(self.threads, count)
-        self._shares = [range(w, count, workers) for w in range(workers)]
+        self._shares = [range(w * count // workers, (w + 1) * count // workers) for w in range(workers)]
         self._pool = ThreadPoolExecutor(max(workers - 1, 1), "pyflux-numpy")  # starts threads when used
         self._buffers: dict[tuple[int, bool, int], _Buffers] = {}
-
-    def _sparse_blocks(self, X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        """The full batch as blocks ``(X_block, Y_block, cols)`` of consecutive samples, each keeping only
-        the features nonzero in one of its samples (``cols``; None: all). A pixel dark in every sample of a
-        block adds exact zeros to ``W1 @ X`` and to the block's share of ``W1``'s gradient: leaving it out
-        changes no term that is not zero. MNIST in blocks of 1875: 627 of the 717 pixels on average.
-        (Ordering the samples so that a block's samples light the same pixels would leave ~460, but changes
-        how the gradient's sum is grouped, and Adam's step on a pixel whose gradient nearly cancels then
-        takes the other sign: the parity tests fail.)"""
-        Y = self._Y_rows
-        lit = X != 0
-        blocks = []
-        for lo, hi in block_bounds(self.n_samples):
-            used = np.flatnonzero(lit[lo:hi].any(axis=0))
-            cols = None if len(used) == X.shape[1] else used
-            # (Picking columns of contiguous rows, then transposing, is 4 x faster than rows of X's view.)
-            Xb = X[lo:hi] if cols is None else X[lo:hi, cols]
-            blocks.append((np.ascontiguousarray(Xb.T), np.ascontiguousarray(Y[lo:hi].T), cols))
-        return blocks
 
     def _new_grads(self) -> list[np.ndarray]:
         return [np.zeros_like(p) for p in self.params]  # weights: (in, out) arrays, like the parameters
@@ -170,9 +150,9 @@ class NumpyTrainer(Trainer):
     def _minibatch(self, batch: np.ndarray) -> float:
         """Loss and ``self.grads`` on the samples ``batch``, gathered into preallocated rows."""
         if self._rows is None or self._ys is None:  # a minibatch in a full-batch recipe (called directly)
-            used = slice(None) if self.active is None else self.active
-            self._rows = np.ascontiguousarray(self._X_rows[:, used])
-            self._ys = np.ascontiguousarray(self._Y_rows)
+            X = np.concatenate([x for x, _ in self._blocks], axis=1)
+            Y = np.concatenate([y for _, y in self._blocks], axis=1)
+            self._rows, self._ys = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
         if len(batch) == 1:  # one sample: a view of its row, no copy
             i = int(batch[0])
             buf = self._buf(1)
@@ -200,33 +180,19 @@ class NumpyTrainer(Trainer):
     def _run_share(self, worker: int) -> None:
         with np.errstate(over="ignore", invalid="ignore"):  # np.errstate is per thread: set it in each
             for c in self._shares[worker]:
-                X, Y, cols = self._blocks[c]
+                X, Y = self._blocks[c]
                 buf = self._buf(X.shape[1], worker=worker)
-                grads = self._block_grads[c]
-                self._block_loss[c] = self._forward_backward(buf, X, Y, grads, self.n_samples, cols)
+                self._block_loss[c] = self._forward_backward(buf, X, Y, self._block_grads[c], self.n_samples)
 
     def _forward_backward(
-        self,
-        buf: _Buffers,
-        X: np.ndarray,
-        Y: np.ndarray,
-        grads: list[np.ndarray],
-        n: int,
-        cols: np.ndarray | None = None,
+        self, buf: _Buffers, X: np.ndarray, Y: np.ndarray, grads: list[np.ndarray], n: int
     ) -> float:
         """:func:`~.numpy_maths.loss_and_grads` for the samples ``X`` of a batch of ``n``, written into
-        ``buf`` and ``grads``: the batch's loss and gradients are the sums of these over its blocks.
-        ``cols``: the features ``X`` keeps (its other features are zero in every sample here)."""
+        ``buf`` and ``grads``: the batch's loss and gradients are the sums of these over its blocks."""
         spec, params = self.spec, self.params
-        W1 = params[0]
-        if cols is not None:  # the used rows of W1's (in, out) array; the gradient's land in the same place
-            if buf.w1t is None or buf.g1t is None:
-                buf.w1t, buf.g1t = np.empty((2, *self.params[0].T.shape), np.float32)
-            W1t, G1t = buf.w1t[: len(cols)], buf.g1t[: len(cols)]
-            W1 = np.take(params[0].T, cols, axis=0, out=W1t).T
         acts = [X]
         for layer, name in enumerate(spec.activations):
-            Z = np.matmul(W1 if layer == 0 else params[2 * layer], acts[-1], out=buf.z[layer])  # (out, b)
+            Z = np.matmul(params[2 * layer], acts[-1], out=buf.z[layer])  # (out, b)
             if spec.bias:
                 Z += params[2 * layer + 1][:, None]
             if name == "relu":  # z * (z > 0): cheaper than np.maximum, and the mask is kept for backward
@@ -239,11 +205,6 @@ class NumpyTrainer(Trainer):
             dZ = self._activation_grad(buf, layer, acts[layer + 1], dA)  # (out, b)
             if dZ.shape[1] == 1:  # one sample: an outer product; matmul would not call BLAS for k = 1
                 np.multiply(dZ, acts[layer].T, out=grads[2 * layer])
-            elif layer == 0 and cols is not None:
-                np.matmul(X, dZ.T, out=G1t)
-                if grads is self.grads:  # block 0's arrays held the last step's sum: clear the rows left out
-                    grads[0].T.fill(0)
-                grads[0].T[cols] = G1t
             else:
                 np.matmul(acts[layer], dZ.T, out=grads[2 * layer].T)  # (in, out)
             if spec.bias:

@@ -154,42 +154,49 @@ def run_sweep(
     workers: dict[str, b.WorkerProcess] = {}
     started: list[b.WorkerProcess] = []
     try:
-        rows: dict[str, dict[str, Any]] = {}
-        status = backend_status(Recipe.from_dict(configs[0]))
-        b._start_workers(backends, status, base, threads, rows, workers, started, say)
-        for name, row in rows.items():
-            if row["status"] != "ok":
-                lines[name].update(status=row["status"], reason=row["reason"])
-        sgemm = b.WorkerProcess("sgemm", {**base, "backend": "sgemm"}, threads)
-        started.append(sgemm)
-        result["machine"]["blas"] = sgemm.receive().get("threads", {}).get("blas", [])
-        for i, x in enumerate(points):
-            say(f"{axis} = {x}: {steps_at[i]} step(s) a repeat")
-            if i:
-                for name in list(workers):
-                    ready = workers[name].ask(
-                        {"cmd": "point", "recipe": configs[i], "n_samples": base["n_samples"] and x}
+        with b.stop_signals_raise():  # SIGTERM and SIGHUP end the workers too, as in bench
+            rows: dict[str, dict[str, Any]] = {}
+            status = backend_status(Recipe.from_dict(configs[0]))
+            b._start_workers(backends, status, base, threads, rows, workers, started, say)
+            for name, row in rows.items():
+                if row["status"] != "ok":
+                    lines[name].update(status=row["status"], reason=row["reason"])
+            sgemm = b.WorkerProcess("sgemm", {**base, "backend": "sgemm"}, threads)
+            started.append(sgemm)
+            result["machine"]["blas"] = sgemm.receive().get("threads", {}).get("blas", [])
+            for i, x in enumerate(points):
+                say(f"{axis} = {x}: {steps_at[i]} step(s) a repeat")
+                if i:
+                    for name in list(workers):
+                        ready = workers[name].ask(
+                            {"cmd": "point", "recipe": configs[i], "n_samples": base["n_samples"] and x}
+                        )
+                        if ready["event"] != "ready":
+                            lines[name].update(
+                                status="error", reason=f"at {axis} = {x}: {ready.get('reason')}"
+                            )
+                            workers.pop(name).stop()
+                rows = {n: {"_times": []} for n in workers}
+                sgemm_rounds, _ = b._timed_rounds(workers, rows, sgemm, repeat, steps_at[i], say)
+                sgemm_best.append(max(sgemm_rounds) if sgemm_rounds else math.nan)
+                for name in backends:
+                    times = [t / steps_at[i] * 1e3 for t in rows.get(name, {}).get("_times", [])]
+                    ok = name in workers and len(times) == repeat
+                    if name in rows and rows[name].get("status") == "error":
+                        lines[name].update(
+                            status="error", reason=f"at {axis} = {x}: {rows[name].get('reason')}"
+                        )
+                    median = statistics.median(times) if ok else None
+                    lines[name]["ms_per_step"].append(median)
+                    lines[name]["spread_pct"].append(
+                        (max(times) - min(times)) / median * 100 if median else None
                     )
-                    if ready["event"] != "ready":
-                        lines[name].update(status="error", reason=f"at {axis} = {x}: {ready.get('reason')}")
-                        workers.pop(name).stop()
-            rows = {n: {"_times": []} for n in workers}
-            sgemm_rounds, _ = b._timed_rounds(workers, rows, sgemm, repeat, steps_at[i], say)
-            sgemm_best.append(max(sgemm_rounds) if sgemm_rounds else math.nan)
-            for name in backends:
-                times = [t / steps_at[i] * 1e3 for t in rows.get(name, {}).get("_times", [])]
-                ok = name in workers and len(times) == repeat
-                if name in rows and rows[name].get("status") == "error":
-                    lines[name].update(status="error", reason=f"at {axis} = {x}: {rows[name].get('reason')}")
-                median = statistics.median(times) if ok else None
-                lines[name]["ms_per_step"].append(median)
-                lines[name]["spread_pct"].append((max(times) - min(times)) / median * 100 if median else None)
-                rss = workers[name].ask({"cmd": "rss"}).get("peak_rss_mb") if ok else None
-                lines[name]["peak_rss_mb"].append(rss)
-        sgemm.ask({"cmd": "finish"})
-        sgemm.close()
-        for worker in workers.values():
-            worker.ask({"cmd": "finish", "evaluate": False})
+                    rss = workers[name].ask({"cmd": "rss"}).get("peak_rss_mb") if ok else None
+                    lines[name]["peak_rss_mb"].append(rss)
+            sgemm.ask({"cmd": "finish"})
+            sgemm.close()
+            for worker in workers.values():
+                worker.ask({"cmd": "finish", "evaluate": False})
     except BaseException:
         for worker in started:
             worker.stop()

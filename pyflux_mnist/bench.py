@@ -14,7 +14,8 @@ Fairness, by construction:
   absolute times do not.
 * The roofline is measured in the same rounds: a square float32 matrix product with the same BLAS and
   thread count, giving this machine's sgemm GFLOP/s right now, and so the time per step that the model's
-  matrix products alone would need at that rate.
+  matrix products alone would need at that rate. So is a truer bound (:mod:`.bench_bound`): the step's
+  own products on the same BLAS, and the bytes it must move at the bandwidth measured alongside.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import numpy as np
 from . import settings
 from .atomic import atomic_write
 from .backends import REFERENCE, backend_names, backend_status, check_name, library_versions
+from .bench_bound import bound_summary
 from .bench_worker import SGEMM_N
 from .errors import STOP_SIGNALS, SpecError, TrainingInterrupted
 from .mnist import load_mnist
@@ -260,9 +262,8 @@ def check_options(backends: list[str], steps: int | None, repeat: int, threads: 
 
 def failed_rows(result: dict[str, Any]) -> list[str]:
     """``"name: reason"`` for each backend whose worker failed (``unavailable`` is not a failure)."""
-    return [
-        f"{r['backend']}: {r.get('reason')}" for r in result.get("results", []) if r.get("status") == "error"
-    ]
+    rows = result.get("results") or result.get("sweep", {}).get("backends", [])
+    return [f"{r['backend']}: {r.get('reason')}" for r in rows if r.get("status") == "error"]
 
 
 def run_bench(
@@ -327,7 +328,8 @@ def run_bench(
             sgemm = WorkerProcess("sgemm", {**base, "backend": "sgemm"}, threads)
             started.append(sgemm)
             result["machine"]["blas"] = sgemm.receive().get("threads", {}).get("blas", [])
-            sgemm_rounds = _timed_rounds(workers, rows, sgemm, repeat, steps, say)
+            bound_cmd = {"cmd": "bound", "recipe": r.to_dict(), "batch": batch}
+            sgemm_rounds, bound_rounds = _timed_rounds(workers, rows, sgemm, repeat, steps, say, bound_cmd)
             sgemm.ask({"cmd": "finish"})
             sgemm.close()
             _finish_workers(workers, rows, say)
@@ -339,10 +341,11 @@ def run_bench(
         worker.close()
 
     result["roofline"] = roofline = roofline_bound(flops_per_step(r, batch) / 1e9, sgemm_rounds, per_epoch)
+    result["bound"] = bound = bound_summary(r, batch, bound_rounds)
     reference_times = rows.get(REFERENCE, {}).get("_times")
     reference_ms = [t / steps * 1e3 for t in reference_times] if reference_times else None
     result["results"] = [
-        _finish_row(rows[n], reference_ms, roofline, steps, batch, per_epoch) for n in backends
+        _finish_row(rows[n], reference_ms, roofline, steps, batch, per_epoch, bound) for n in backends
     ]
     with contextlib.suppress(OSError):
         result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -389,10 +392,13 @@ def _timed_rounds(
     repeat: int,
     steps: int,
     say: Progress,
-) -> list[float]:
-    """``repeat`` rounds: every worker runs ``steps`` steps (in a rotating order), then the sgemm; returns
-    the sgemm GFLOP/s of each round. A worker that fails leaves ``workers`` with its row saying why."""
+    bound_cmd: dict[str, Any] | None = None,
+) -> tuple[list[float], list[dict[str, Any]]]:
+    """``repeat`` rounds: every worker runs ``steps`` steps (in a rotating order), then the sgemm and (with
+    ``bound_cmd``) the bound's measurements; returns the sgemm GFLOP/s and the bound's measurement of each
+    round. A worker that fails leaves ``workers`` with its row saying why."""
     sgemm_rounds: list[float] = []
+    bound_rounds: list[dict[str, Any]] = []
     for round_no in range(repeat):
         order = list(workers)
         if order:
@@ -411,13 +417,17 @@ def _timed_rounds(
         answer = sgemm.ask({"cmd": "sgemm"})
         if answer["event"] == "sgemm":
             sgemm_rounds.append(answer["gflops"])
+        if bound_cmd is not None:
+            answer = sgemm.ask(bound_cmd)
+            if answer["event"] == "bound":
+                bound_rounds.append({k: v for k, v in answer.items() if k != "event"})
         time.sleep(SETTLE_S)
         say(
             f"round {round_no + 1}/{repeat}: "
             + ", ".join(f"{n} {rows[n]['_times'][-1] / steps * 1e3:.2f} ms/step" for n in workers)
             + (f", sgemm {sgemm_rounds[-1]:.0f} GFLOP/s" if sgemm_rounds else "")
         )
-    return sgemm_rounds
+    return sgemm_rounds, bound_rounds
 
 
 def _finish_workers(
@@ -473,6 +483,7 @@ def _finish_row(
     steps: int,
     batch: int,
     per_epoch: int | None,
+    bound: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     times = row.pop("_times", None)
     if row["status"] != "ok" or not times:
@@ -492,6 +503,8 @@ def _finish_row(
         row["seconds_per_epoch"] = median * per_epoch / 1e3
     if roofline["sgemm_gflops_rounds"]:  # against the best sgemm rate of the run (see run_bench)
         row["ratio_to_roofline"] = median / roofline["ms_per_step"]
+    if bound and bound.get("ms_per_step"):
+        row["ratio_to_bound"] = median / bound["ms_per_step"]
     if reference_ms and len(reference_ms) == len(per_step):  # round by round again
         row["ratio_to_numpy"] = statistics.median(t / b for t, b in zip(per_step, reference_ms, strict=True))
     return row
@@ -506,19 +519,29 @@ def _fmt(value: Any, spec: str, missing: str = "–") -> str:
     return format(value, spec)
 
 
-def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
+    """The table's header, its rows and the notes printed under it (long reasons, what the bounds are)."""
     per_epoch = result["settings"].get("steps_per_epoch")
     epoch_recipe = result["settings"]["batch_size"] != 0
-    head = ["backend", "status", "ms/step (median)", "spread", "samples/s"]
+    bound = result.get("bound") or {}
+    head = ["backend", "status", "ms/step", "spread", "samples/s"]
     if epoch_recipe and per_epoch:
         head.append("s/epoch")
-    head += ["× roofline", f"× {REFERENCE}", "set-up s (import+init+1st)", "final loss", "train acc"]
-    head.append("test acc")
-    head.append("peak RSS MB")
-    rows = []
+    head += [
+        "× roofline",
+        "× bound",
+        f"× {REFERENCE}",
+        "set-up s",
+        "final loss",
+        "train acc",
+        "test acc",
+        "peak RSS MB",
+    ]
+    rows, notes = [], []
     for r in result["results"]:
         if r["status"] != "ok":
-            rows.append([r["backend"], f"{r['status']}: {r.get('reason')}"] + [""] * (len(head) - 2))
+            rows.append([r["backend"], r["status"]] + [""] * (len(head) - 2))
+            notes.append(f"{r['backend']}: {r['status']}: {r.get('reason')}")
             continue
         s = r["setup"]
         setup = f"{r['setup_seconds']:.2f} ({s['import']:.2f}+{s['init']:.2f}+{s['first_step']:.2f})"
@@ -533,6 +556,7 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             line.append(_fmt(r.get("seconds_per_epoch"), ".2f"))
         line += [
             _fmt(r.get("ratio_to_roofline"), ".2f"),
+            _fmt(r.get("ratio_to_bound"), ".2f"),
             _fmt(r.get("ratio_to_numpy"), ".2f"),
             setup,
             _fmt(r.get("final_loss"), ".5f"),
@@ -542,16 +566,55 @@ def _columns(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         ]
         rows.append(line)
     roof = result["roofline"]
-    line = ["roofline", "bound", _fmt(roof.get("ms_per_step"), ".2f"), "", ""]
-    if epoch_recipe and per_epoch:
-        line.append(_fmt(roof.get("seconds_per_epoch"), ".2f"))
-    rate = f"{roof['gflop_per_step']:.3f} GFLOP/step at {roof['sgemm_gflops']:.0f} GFLOP/s"
+    for name, status, ms, epoch_s in (
+        ("roofline", "sgemm", roof.get("ms_per_step"), roof.get("seconds_per_epoch")),
+        ("bound", bound.get("wall", ""), bound.get("ms_per_step"), None),
+    ):
+        if name == "bound" and not bound:  # a result saved before the bound existed
+            continue
+        line = [name, status, _fmt(ms, ".2f"), "", ""]
+        if epoch_recipe and per_epoch:
+            line.append(_fmt(epoch_s if epoch_s is not None else _per_epoch(ms, per_epoch), ".2f"))
+        line += [
+            _fmt(_ratio(ms, roof.get("ms_per_step")), ".2f"),
+            _fmt(_ratio(ms, bound.get("ms_per_step")), ".2f"),
+        ]
+        rows.append(line + [""] * (len(head) - len(line)))
+    notes.append(
+        "ms/step: the median of the repeats (spread: half the range); set-up: import + init + first step; "
+        "× roofline, × bound: the median over each bound; × numpy: round by round, then the median"
+    )
+    notes += _bound_notes(roof, bound)
+    return head, rows, notes
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _per_epoch(ms: float | None, per_epoch: int) -> float | None:
+    return None if ms is None else ms * per_epoch / 1e3
+
+
+def _bound_notes(roof: dict[str, Any], bound: dict[str, Any]) -> list[str]:
+    """What the roofline and the bound rows are made of, one line each."""
+    rate = f"roofline: {roof['gflop_per_step']:.3f} GFLOP/step at {roof['sgemm_gflops']:.0f} GFLOP/s"
     rounds = roof.get("sgemm_gflops_rounds") or []
     if roof.get("sgemm_rate_used") and len(rounds) > 1:  # older result files used each round's own rate
-        rate += f" (best sgemm of {len(rounds)} rounds; lowest {min(rounds):.0f})"
-    line += ["1.00", "", rate]
-    rows.append(line + [""] * (len(head) - len(line)))
-    return head, rows
+        size = roof.get("sgemm_size", SGEMM_N)
+        rate += f" (square {size}³: best sgemm of {len(rounds)} rounds; lowest {min(rounds):.0f})"
+    notes = [rate]
+    if bound:
+        parts = ", ".join(
+            f"{p['product']} {p['seconds'] * 1e3:.2f} ms ({p['how']})" for p in bound["products"]
+        )
+        notes.append(
+            f"bound: the larger of the step's own products, {bound['products_ms']:.2f} ms at "
+            f"{bound['products_gflops']:.0f} GFLOP/s on this BLAS ({parts}), and memory, "
+            f"{bound['memory_ms']:.2f} ms ({bound['bytes_per_step'] / 1e6:.1f} MB a step at "
+            f"{bound['bandwidth_gbs']:.0f} GB/s, copying {bound['copy_bytes'] / 1e6:.0f} MB)"
+        )
+    return notes
 
 
 def machine_line(result: dict[str, Any]) -> str:
@@ -571,19 +634,18 @@ def machine_line(result: dict[str, Any]) -> str:
 def settings_line(result: dict[str, Any]) -> str:
     s = result["settings"]
     return (
-        f"recipe {s['recipe']}, {s['samples_per_step']} samples/step, {s['repeat']} interleaved repeats of "
-        f"{s['steps']} steps after 1 warm-up step, seed {s['seed']}"
+        f"recipe {s['recipe']}, {_count(s['samples_per_step'], 'sample')}/step, {s['repeat']} interleaved "
+        f"repeats of {_count(s['steps'], 'step')} after 1 warm-up step, seed {s['seed']}"
     )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def render_text(result: dict[str, Any]) -> str:
-    head, rows = _columns(result)
-    # Long "unavailable: reason" cells are printed after the table instead of stretching it.
-    notes = []
-    for r in rows:
-        if len(r[1]) > 24:
-            notes.append(f"{r[0]}: {r[1]}")
-            r[1] = r[1].split(":")[0]
+    # Long cells (a backend's reason, what a bound is made of) are notes under the table, not columns.
+    head, rows, notes = _columns(result)
     widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
     lines = [
         f"pyflux-mnist bench, {result['date']}",
@@ -598,7 +660,7 @@ def render_text(result: dict[str, Any]) -> str:
 
 
 def render_markdown(result: dict[str, Any]) -> str:
-    head, rows = _columns(result)
+    head, rows, notes = _columns(result)
     lines = [
         f"*{result['date']}* — {machine_line(result)}.",
         "",
@@ -608,6 +670,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "|" + "|".join("---" for _ in head) + "|",
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    lines += [""] + [f"* {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -616,14 +679,17 @@ def write_json(result: dict[str, Any], path: str) -> None:
         f.write((json.dumps(result, indent=2) + "\n").encode())
 
 
-def write_markdown(result: dict[str, Any], path: str) -> None:
-    """Write the Markdown table to ``path``; if that file already has the markers
-    ``<!-- bench:RECIPE -->`` and ``<!-- /bench:RECIPE -->``, replace only what lies between them (how
-    ``docs/benchmarks.md`` gets its tables)."""
-
-    table = render_markdown(result)
-    recipe = result["settings"]["recipe"]
-    start, end = f"<!-- bench:{recipe} -->", f"<!-- /bench:{recipe} -->"
+def write_markdown(
+    result: dict[str, Any], path: str, render: Callable[[dict[str, Any]], str] | None = None
+) -> None:
+    """Write the Markdown table (``render``: another renderer, e.g. a sweep's) to ``path``; if that file
+    already has the markers ``<!-- bench:RECIPE -->`` and ``<!-- /bench:RECIPE -->`` (a sweep:
+    ``bench:RECIPE:sweep-AXIS``), replace only what lies between them (how ``docs/benchmarks.md`` gets its
+    tables)."""
+    sweep = result.get("sweep")
+    table = (render or render_markdown)(result)
+    section = result["settings"]["recipe"] + (f":sweep-{sweep['axis']}" if sweep else "")
+    start, end = f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
     text = table
     target = Path(path)
     if target.is_file():

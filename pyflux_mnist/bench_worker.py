@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backends import get_backend
+from .bench_bound import BoundProbe
 from .blas import thread_pools  # threadpoolctl loads no library itself: the thread variables still apply
 from .child import protocol_stream, send
 from .errors import BackendUnavailable, unexpected_line
@@ -31,7 +32,7 @@ from .init import run_start
 from .mnist import load_mnist
 from .prepare import prepare
 from .spec import Recipe
-from .training import evaluate
+from .training import evaluate as evaluate_params
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -54,6 +55,9 @@ class Worker:
         self.config = config
         self.out = out
         self.threads = int(config["threads"])
+        self.trainer: Any = None
+        self._probe: Any = None
+        self._probe_key: str | None = None
 
     def send(self, **message: Any) -> None:
         send(self.out, **message)
@@ -68,6 +72,16 @@ class Worker:
         np.matmul(A, B, out=C)  # warm-up: thread pool start, pages touched
         best = min(self._timed(lambda: np.matmul(A, B, out=C)) for _ in range(3))
         return {"gflops": 2 * SGEMM_N**3 / best / 1e9, "seconds": best}
+
+    def bound(self, recipe: dict[str, Any], batch: int) -> dict[str, Any]:
+        """The products of one step on the model's own shapes, and the copy bandwidth at the step's working
+        set (:mod:`pyflux_mnist.bench_bound`); the arrays are kept for the next round."""
+        key = json.dumps([recipe, batch], sort_keys=True)
+        if self._probe_key != key:
+            self._probe = None  # the old arrays go before the new ones come
+            self._probe = BoundProbe(Recipe.from_dict(recipe), batch, self.threads)
+            self._probe_key = key
+        return self._probe.measure()
 
     @staticmethod
     def _timed(f) -> float:
@@ -88,32 +102,45 @@ class Worker:
         t1 = time.perf_counter()
         rss_data = _peak_rss_mb()
 
-        backend = get_backend(name)  # BackendUnavailable (a missing package) becomes an "unavailable" row
-        threads = self._import_backend(backend, setup)
-        self.backend, self.recipe = backend, recipe
+        self.backend = get_backend(name)  # a missing package: BackendUnavailable, an "unavailable" row
+        threads = self._import_backend(self.backend, setup)
+        point = self.point(self.config["recipe"], self.config.get("n_samples"))
+        return {
+            **point,
+            "setup": {**setup, **point["setup"]},
+            "version": self.backend.version(),
+            "data_seconds": t1 - t0,
+            "rss_after_data_mb": rss_data,
+            "threads": threads,
+        }
 
-        params, sched = run_start(recipe, self.prepared.X_train.shape[1], int(self.config["seed"]))
+    def point(self, recipe_dict: dict[str, Any], n_samples: int | None) -> dict[str, Any]:
+        """A fresh trainer for ``recipe`` on the first ``n_samples`` training samples (all if None), from
+        the seed's weights, and its first step, timed (``bench --sweep`` sends one per point)."""
+        recipe = Recipe.from_dict(recipe_dict)
+        X, Y = self.prepared.X_train, self.prepared.Y_train
+        if n_samples is not None:
+            X, Y = X[:, :n_samples], Y[:, :n_samples]
+        self.trainer = None  # the previous point's trainer and its buffers go first
+        self.recipe = recipe
+        params, sched = run_start(recipe, X.shape[1], int(self.config["seed"]))
         self.batches = iter(sched)
         t2 = time.perf_counter()
-        self.trainer = backend.trainer(recipe, params, self.prepared.X_train, self.prepared.Y_train)
-        setup["init"] = time.perf_counter() - t2
+        self.trainer = self.backend.trainer(recipe, params, X, Y)
+        setup = {"init": time.perf_counter() - t2}
         t3 = time.perf_counter()
         first = self.trainer.run([next(self.batches)])
         setup["first_step"] = time.perf_counter() - t3
         self.last_loss = float(first[-1])
-
         digest = hashlib.sha256()
         for p in params:
             digest.update(np.ascontiguousarray(p, dtype=np.float32).tobytes())
         return {
             "event": "ready",
-            "version": backend.version(),
-            "data_seconds": t1 - t0,
             "setup": setup,
             "first_loss": self.last_loss,
             "init_sha256": digest.hexdigest()[:16],
-            "rss_after_data_mb": rss_data,
-            "threads": threads,
+            "peak_rss_mb": _peak_rss_mb(),
         }
 
     def _import_backend(self, backend: Backend, setup: dict[str, float]) -> dict[str, Any]:
@@ -130,9 +157,11 @@ class Worker:
         self.last_loss = float(losses[-1])
         return {"event": "ran", "seconds": seconds, "steps": steps, "last_loss": self.last_loss}
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self, evaluate: bool = True) -> dict[str, Any]:
+        if not evaluate:  # a sweep: the memory is what is asked
+            return {"event": "finished", "final_loss": self.last_loss, "peak_rss_mb": _peak_rss_mb()}
         params = self.trainer.parameters()
-        train_acc, test_acc, _ = evaluate(self.backend, self.recipe, params, self.prepared)
+        train_acc, test_acc, _ = evaluate_params(self.backend, self.recipe, params, self.prepared)
         return {
             "event": "finished",
             "final_loss": self.last_loss,
@@ -190,9 +219,15 @@ def _serve() -> int:
                 worker.send(**worker.run(int(command["steps"])))
             elif command["cmd"] == "sgemm":
                 worker.send(event="sgemm", **worker.sgemm())
+            elif command["cmd"] == "rss":
+                worker.send(event="rss", peak_rss_mb=_peak_rss_mb())
+            elif command["cmd"] == "point":
+                worker.send(**worker.point(command["recipe"], command.get("n_samples")))
+            elif command["cmd"] == "bound":
+                worker.send(event="bound", **worker.bound(command["recipe"], int(command["batch"])))
             elif command["cmd"] == "finish":
                 if config["backend"] != "sgemm":
-                    worker.send(**worker.finish())
+                    worker.send(**worker.finish(command.get("evaluate", True)))
                 else:
                     worker.send(event="finished", peak_rss_mb=_peak_rss_mb())
                 return 0

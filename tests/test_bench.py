@@ -8,7 +8,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pyflux_mnist.bench import flops_per_step, render_markdown
+from pyflux_mnist.bench import flops_per_step, render_markdown, render_text
+from pyflux_mnist.bench_bound import bytes_per_step, products
+from pyflux_mnist.bench_sweep import fit_exponent
 from pyflux_mnist.cli import cli
 from pyflux_mnist.recipes import get_recipe
 
@@ -28,6 +30,12 @@ def _check_schema(out: dict, backends: list[str]) -> None:
     assert any(lib["internal_api"] for lib in out["machine"]["blas"])
     for key in ("gflop_per_step", "sgemm_gflops", "ms_per_step"):
         assert isinstance(out["roofline"][key], float) and out["roofline"][key] > 0
+    bound = out["bound"]
+    for key in ("products_ms", "products_gflops", "bandwidth_gbs", "memory_ms", "ms_per_step"):
+        assert isinstance(bound[key], float) and bound[key] > 0, key
+    assert bound["ms_per_step"] == max(bound["products_ms"], bound["memory_ms"])
+    assert bound["wall"] in ("products", "memory")
+    assert [p["product"] for p in bound["products"]] == ["W1·X", "X·dZ1ᵀ", "W2·X", "X·dZ2ᵀ", "W2ᵀ·dZ2"]
     assert [r["backend"] for r in out["results"]] == backends
     for row in out["results"]:
         assert row["status"] in ("ok", "unavailable", "error")
@@ -36,7 +44,7 @@ def _check_schema(out: dict, backends: list[str]) -> None:
             for key in ROW_NUMBERS:
                 assert isinstance(row[key], float) and row[key] > 0, key
             assert 0 <= row["test_accuracy"] <= 1
-            assert row["ratio_to_roofline"] > 0
+            assert row["ratio_to_roofline"] > 0 and row["ratio_to_bound"] > 0
 
 
 @pytest.mark.torch
@@ -70,6 +78,7 @@ def test_bench_minibatch_recipe_table(mnist_dir, monkeypatch) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "numpy" in result.stdout and "s/epoch" in result.stdout and "roofline" in result.stdout
+    assert "memory" in result.stdout and "× bound" in result.stdout
 
 
 def test_unavailable_backend_only_is_a_row_and_exit_zero(mnist_dir, monkeypatch) -> None:
@@ -173,3 +182,94 @@ def test_markdown_fills_the_marked_section_of_an_existing_file(tmp_path) -> None
         "<!-- /bench:flux-tutorial -->\nafter\n"
     )
     assert "old table" not in text and render_markdown(saved) in text
+
+
+def test_table_keeps_long_notes_under_it_and_counts_in_the_singular(tmp_path) -> None:
+    """The roofline's description and a backend's reason are notes under the table, not cells that widen a
+    column (the table was ~200 characters wide); one sample is '1 sample/step'."""
+    saved = json.loads(json.dumps(_SAVED))
+    saved["settings"] |= {"samples_per_step": 1, "steps": 1}
+    saved["roofline"] |= {"sgemm_gflops_rounds": [190.0, 200.0], "sgemm_rate_used": "best of the run"}
+    saved["results"][0]["reason"] = "the Flux backend needs Julia: " + "x" * 80
+    text = render_text(saved)
+    table = text.split("\n\n")[1]
+    assert max(len(line) for line in table.splitlines()) < 150, table
+    assert "1 sample/step" in text and "1 samples/step" not in text
+    assert "GFLOP/step at 200 GFLOP/s" in text.split("\n\n")[2] and "x" * 80 in text.split("\n\n")[2]
+    assert "1 sample/step" in render_markdown(saved)
+
+
+def test_bound_counts_products_and_bytes() -> None:
+    r = get_recipe("keras")  # 784-512-10, RMSprop: one slot
+    assert [(a, b) for _, a, b in products(r, 128)] == [
+        ((512, 784), (784, 128)),
+        ((784, 128), (128, 512)),
+        ((10, 512), (512, 128)),
+        ((512, 128), (128, 10)),
+        ((512, 10), (10, 128)),
+    ]
+    n_params = 784 * 512 + 512 + 512 * 10 + 10
+    assert bytes_per_step(r, 128) == 4 * (128 * (784 + 10) + n_params * (2 + 3 + 2))
+
+
+def test_fit_exponent_is_the_log_log_slope() -> None:
+    k, local = fit_exponent([1000, 2000, 4000, 8000], [1.0, 2.0, 4.0, 8.0])
+    assert k == pytest.approx(1.0) and local == pytest.approx([1.0, 1.0, 1.0])
+    k, local = fit_exponent([32, 64, 128], [3.0, 3.0, None])  # a missing point: no slope to or from it
+    assert k == pytest.approx(0.0) and local[1] is None
+
+
+def test_sweep_samples_writes_table_json_chart_and_markdown_section(mnist_dir, monkeypatch, tmp_path) -> None:
+    from PIL import Image
+
+    out_path, doc = tmp_path / "sweep.json", tmp_path / "doc.md"
+    doc.write_text(
+        "<!-- bench:flux-tutorial:sweep-samples -->\nold\n<!-- /bench:flux-tutorial:sweep-samples -->\n"
+    )
+    args = ["--backends", "numpy,flux", "--sweep", "samples", "--points", "600,300", "--steps", "2"]
+    args += ["--repeat", "2", "--threads", "1", "--output", str(out_path), "--markdown", str(doc)]
+    result = _bench(args, monkeypatch, mnist_dir)
+    assert result.exit_code == 0, result.output
+    out = json.loads(out_path.read_text())
+    sweep = out["sweep"]
+    assert sweep["axis"] == "samples" and sweep["points"] == [300, 600]
+    assert out["settings"]["samples_per_step"] == [300, 600]
+    numpy_line, flux_line = sweep["backends"]
+    assert flux_line["status"] == "unavailable" and flux_line["ms_per_step"] == [None, None]
+    assert all(v > 0 for v in numpy_line["ms_per_step"]) and isinstance(numpy_line["exponent"], float)
+    assert len(numpy_line["local_exponents"]) == 1 and all(v > 0 for v in numpy_line["peak_rss_mb"])
+    assert all(v > 0 for v in sweep["roofline_ms"])
+    with Image.open(tmp_path / "sweep.png") as chart:
+        assert chart.size[0] >= 800
+    assert "exponent" in result.stdout and "peak RSS MB" in result.stdout
+    text = doc.read_text()
+    assert "old" not in text and "| exponent |" in text
+
+
+def test_sweep_hidden_changes_the_width(mnist_dir, monkeypatch) -> None:
+    args = ["--backends", "numpy", "--recipe", "keras", "--sweep", "hidden", "--points", "16,48"]
+    result = _bench(
+        [*args, "--steps", "3", "--repeat", "1", "--threads", "1", "--json"], monkeypatch, mnist_dir
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["sweep"]["points"] == [16, 48] and out["settings"]["samples_per_step"] == [128, 128]
+    g16, g48 = out["sweep"]["gflop_per_step"]
+    assert g48 == pytest.approx(3 * g16)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--points", "1,2"], "--points needs --sweep"),
+        (["--sweep", "samples", "--points", "a,b"], "comma-separated positive integers"),
+        (["--sweep", "samples", "--points", "1000"], "at least two"),
+        (["--sweep", "samples", "--points", "1000,70000"], "has 60000 training samples"),
+        (["--sweep", "hidden", "--points", "32,99999"], "widths up to 4096"),
+        (["--sweep", "depth"], "Invalid value for '--sweep'"),
+    ],
+)
+def test_bad_sweep_options_give_one_line_error(mnist_dir, monkeypatch, args, message) -> None:
+    result = _bench(["--backends", "numpy", *args], monkeypatch, mnist_dir)
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output

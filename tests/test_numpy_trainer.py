@@ -120,3 +120,20 @@ def test_blocks_cover_every_sample_once_in_equal_parts(n: int) -> None:
     sizes = [hi - lo for lo, hi in bounds]
     assert max(sizes) - min(sizes) <= 1 and max(sizes) <= 8192
     assert len(bounds) % 4 == 0 or n < 4
+
+
+@pytest.mark.parametrize("name", ["keras", "flux-tutorial"])
+def test_weights_gradients_and_optimiser_state_share_the_in_out_layout(mnist, name) -> None:
+    """Every weight, its gradient and its optimiser slots are ``(out, in)`` views of ``(in, out)`` C-ordered
+    arrays: the weight-gradient product writes that layout fastest, and the optimiser's element-wise passes
+    then run over matching memory (keras used to keep ``(out, in)`` arrays for minibatches)."""
+    recipe = resolve_recipe(get_recipe(name), steps=2)
+    prepared = _prepared(mnist, recipe, 2000)
+    params, sched = run_start(recipe, prepared.X_train.shape[1], seed=0)
+    fast = NumpyTrainer(recipe, params, prepared.X_train, prepared.Y_train)
+    fast.run(list(sched))
+    slots = list(fast.optimizer.slots.values())
+    for i in range(0, len(fast.params), 2):
+        for array in [fast.params[i], fast.grads[i], *(slot[i] for slot in slots)]:
+            assert array.T.flags.c_contiguous, (name, i)
+    assert all(p.flags.c_contiguous for p in fast.parameters())  # what leaves the trainer is plain (out, in)

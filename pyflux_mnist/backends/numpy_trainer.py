@@ -15,8 +15,11 @@ arranged for speed. docs/benchmarks.md has the measurements behind every choice 
   BLAS single-threaded: this network's thin products (32 outputs) run ~15 % faster that way than on
   BLAS's own threads, and the element-wise passes run in parallel too. Each block's gradient has its own
   buffer and the blocks are added in a fixed order, so the numbers do not depend on the thread count.
-  Full batches also compute weight gradients as ``A_prev @ dZᵀ`` into ``(in, out)`` arrays (faster when
-  the sum runs over thousands of samples); minibatches keep ``dZ @ A_prevᵀ`` and rows for gathering.
+* **Weights are stored ``(in, out)``** (the trainer holds ``(out, in)`` views of them) and weight gradients
+  are computed as ``A_prev @ dZᵀ`` straight into that layout: faster for full batches (the sum runs over
+  thousands of samples) and for keras's batch of 128 on two BLAS threads (0.53 against 0.74 ms for the
+  784→512 gradient). The optimiser's state takes the same layout, so its element-wise passes stay
+  contiguous; the numbers are bit-identical to the ``(out, in)`` arrangement.
 """
 
 from __future__ import annotations
@@ -95,16 +98,16 @@ class NumpyTrainer(Trainer):
         self._full_W1 = np.array(params[0], dtype=np.float32, copy=True)  # holds the columns we never touch
         self.params = [np.array(p, dtype=np.float32, copy=True) for p in params]
         if active is not None:
-            self.params[0] = np.ascontiguousarray(self.params[0][:, active])
+            self.params[0] = self.params[0][:, active]
+        # Weights live as (in, out) C-ordered arrays seen through (out, in) views: the weight-gradient
+        # product writes that layout fastest, and the optimiser's slots (``zeros_like``) take the same one,
+        # so its element-wise passes run over matching, contiguous memory.
+        self.params[0::2] = [np.ascontiguousarray(W.T).T for W in self.params[0::2]]
         used = slice(None) if active is None else active
         self.n_samples, n_pixels = self._X_rows.shape
         self.sizes = (n_pixels if active is None else len(active), *spec.sizes[1:])
         self.optimizer = Optimizer(self.recipe.optimizer, self.params)
         self.trainable = [True, spec.bias] * spec.n_layers
-        # Weight gradients of full batches are written as (in, out) arrays; the optimiser reads the (out, in)
-        # transposed views. With minibatches the products are small and the optimiser's passes over a
-        # transposed view cost more than they save: plain (out, in) arrays.
-        self._transposed = full_batch
         self.grads = self._new_grads()
         if full_batch:  # blocks of (features, block) C-ordered copies; rows only if a minibatch ever comes
             # (Picking columns of contiguous rows, then transposing, is 4 x faster than rows of X's view.)
@@ -129,10 +132,7 @@ class NumpyTrainer(Trainer):
         self._buffers: dict[tuple[int, bool, int], _Buffers] = {}
 
     def _new_grads(self) -> list[np.ndarray]:
-        grads = [np.zeros_like(p) for p in self.params]
-        if self._transposed:
-            grads[0::2] = [np.zeros(W.shape[::-1], np.float32).T for W in self.params[0::2]]
-        return grads
+        return [np.zeros_like(p) for p in self.params]  # weights: (in, out) arrays, like the parameters
 
     def _buf(self, b: int, gather: bool = False, worker: int = 0) -> _Buffers:
         key = (b, gather, worker)
@@ -205,10 +205,8 @@ class NumpyTrainer(Trainer):
             dZ = self._activation_grad(buf, layer, acts[layer + 1], dA)  # (out, b)
             if dZ.shape[1] == 1:  # one sample: an outer product; matmul would not call BLAS for k = 1
                 np.multiply(dZ, acts[layer].T, out=grads[2 * layer])
-            elif self._transposed:
-                np.matmul(acts[layer], dZ.T, out=grads[2 * layer].T)  # (in, out)
             else:
-                np.matmul(dZ, acts[layer].T, out=grads[2 * layer])  # (out, in)
+                np.matmul(acts[layer], dZ.T, out=grads[2 * layer].T)  # (in, out)
             if spec.bias:
                 np.sum(dZ, axis=1, out=grads[2 * layer + 1])
             if layer > 0:

@@ -7,6 +7,7 @@ import json
 import click
 
 from .. import bench as b
+from .. import bench_sweep as bs
 from ..backends import backend_names
 from ..bench import EPOCH_STEPS_MAX, FULL_BATCH_STEPS
 from ..errors import PyfluxError
@@ -41,7 +42,7 @@ MAX_JSON_BYTES = 16 << 20
     help=f"Timed steps per repeat [{FULL_BATCH_STEPS} for a full-batch recipe, else one epoch, at most "
     f"{EPOCH_STEPS_MAX} steps].",
 )
-@click.option("--repeat", type=int, default=5, show_default=True, help="Interleaved timed repeats.")
+@click.option("--repeat", type=int, default=None, help="Interleaved timed repeats [5; 3 for a sweep].")
 @click.option("--threads", type=int, default=None, help="BLAS/torch/Julia threads [the usable CPUs].")
 @seed_option
 @data_dir_option
@@ -60,9 +61,20 @@ MAX_JSON_BYTES = 16 << 20
     default=None,
     help="Run nothing: render a saved --output file (with --markdown, or as the table).",
 )
+@click.option(
+    "--sweep",
+    type=click.Choice(["samples", "hidden"]),
+    default=None,
+    help="Time a step against the samples per step (full batch, 1000-60000) or the hidden width (32-1024); "
+    "with --output, a log-log chart is written beside the JSON (.png).",
+)
+@click.option(
+    "--points", default=None, help="The sweep's points, comma-separated [1000,...,60000 or 32,...,1024]."
+)
 def bench(
-    backends, recipe, steps, repeat, threads, seed, data_dir, offline, as_json, output, markdown, from_json
-) -> None:
+    backends, recipe, steps, repeat, threads, seed, data_dir, offline, as_json, output, markdown, from_json,
+    sweep, points,
+) -> None:  # fmt: skip
     """Benchmark the backends on one recipe: same data, weights, batches and BLAS threads.
 
     Each backend runs in its own process; the timed repeats are interleaved across backends so that
@@ -71,6 +83,8 @@ def bench(
 
     check_writable(output, "JSON result")
     check_writable(markdown, "Markdown table")
+    if points and not sweep:
+        raise PyfluxError("--points needs --sweep samples or --sweep hidden")
     if from_json:
         try:
             with open_regular(from_json, "benchmark result (JSON)") as f:
@@ -84,18 +98,28 @@ def bench(
     else:
         names = [n.strip() for n in backends.split(",") if n.strip()]
         verbose = bool((click.get_current_context().find_root().obj or {}).get("verbose"))
-        result = b.run_bench(
-            names, recipe, steps, repeat, threads, seed, data_dir, offline or None, progress=progress,
-            verbose=verbose,
-        )  # fmt: skip
+        if sweep:
+            result = bs.run_sweep(
+                names, recipe, sweep, bs.parse_points(points, sweep), steps,
+                bs.DEFAULT_SWEEP_REPEAT if repeat is None else repeat, threads, seed, data_dir,
+                offline or None, progress=progress, verbose=verbose,
+            )  # fmt: skip
+        else:
+            result = b.run_bench(
+                names, recipe, steps, b.DEFAULT_REPEAT if repeat is None else repeat, threads, seed, data_dir,
+                offline or None, progress=progress, verbose=verbose,
+            )  # fmt: skip
+    is_sweep = "sweep" in result
     if output:
         b.write_json(result, output)
+        if is_sweep:
+            bs.sweep_chart(result, bs.chart_path(output))
     if markdown:
-        b.write_markdown(result, markdown)
+        b.write_markdown(result, markdown, bs.render_markdown if is_sweep else None)
     if as_json:
         echo_json(result)
     else:
-        click.echo(b.render_text(result), nl=False)
+        click.echo((bs.render_text if is_sweep else b.render_text)(result), nl=False)
     failed = [] if from_json else b.failed_rows(result)
     if failed:
         raise PyfluxError(f"{len(failed)} backend(s) failed: {'; '.join(failed)}")

@@ -127,7 +127,7 @@ def test_weights_gradients_and_optimiser_state_share_the_in_out_layout(mnist, na
     """Every weight, its gradient and its optimiser slots are ``(out, in)`` views of ``(in, out)`` C-ordered
     arrays: the weight-gradient product writes that layout fastest, and the optimiser's element-wise passes
     then run over matching memory (keras used to keep ``(out, in)`` arrays for minibatches)."""
-    recipe = resolve_recipe(get_recipe(name), steps=2)
+    recipe = resolve_recipe(get_recipe(name), Overrides(steps=2))
     prepared = _prepared(mnist, recipe, 2000)
     params, sched = run_start(recipe, prepared.X_train.shape[1], seed=0)
     fast = NumpyTrainer(recipe, params, prepared.X_train, prepared.Y_train)

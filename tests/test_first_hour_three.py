@@ -132,9 +132,9 @@ def test_train_summary_says_what_the_final_loss_is_and_gives_the_epoch_mean(mnis
 
 def _model_with(**overrides):
     from pyflux_mnist.model import Model
-    from pyflux_mnist.training import resolve_recipe
+    from pyflux_mnist.run import Overrides, resolve_recipe
 
-    recipe = resolve_recipe("flux-tutorial", **overrides)
+    recipe = resolve_recipe("flux-tutorial", Overrides(**overrides))
     params = [np.zeros(s, np.float32) for pair in recipe.model.shapes for s in pair]
     return Model(recipe, params, {"backend": "numpy", "test_accuracy": 0.9534})
 

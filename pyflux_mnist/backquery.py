@@ -91,7 +91,8 @@ def rashid_backquery(model: Model, on: float = 0.99, off: float = 0.01) -> np.nd
     if method_for(spec) != "rashid":
         raise PyfluxError(
             "Rashid's back-query inverts sigmoids; this network has "
-            f"{', '.join(spec.activations)} layers: use the 'optimise' method"
+            f"{', '.join(spec.activations)} layers: use the 'prior' method (what 'auto' picks for it), "
+            "whose digits a person reads"
         )
     a = np.full((10, 10), off, dtype=np.float64)
     np.fill_diagonal(a, on)  # column k asks for digit k

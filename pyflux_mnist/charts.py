@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import PyfluxError
 from .picture_files import NO_MATPLOTLIB, model_details, model_name, save_picture
+from .titles import wrap_title
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from .model import Model
 
 FONT_PT = 12  # 16.7 px at 100 dpi
+TITLE_MARGIN_PX = 12  # kept free at each side of a figure title
 STYLE: dict[RcKeyType, Any] = {
     "font.size": FONT_PT,
     "axes.titlesize": FONT_PT,
@@ -47,6 +49,37 @@ def _figure(width: float, height: float) -> Iterator[Any]:
         yield Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
+def fitted_title(fig: Any, text: str) -> str:
+    """``text`` wrapped between phrases (:mod:`.titles`) to the figure's width at the figure-title size,
+    so that a long recipe label takes two lines instead of running off both edges."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    prop = FontProperties(size=STYLE["figure.titlesize"])
+    width = fig.get_figwidth() * fig.dpi - 2 * TITLE_MARGIN_PX
+
+    def measure(line: str) -> float:
+        return float(renderer.get_text_width_height_descent(line, prop, ismath=False)[0])
+
+    return "\n".join(wrap_title(text, width, measure))
+
+
+def loss_title_name(model: Model | None, steps: int) -> str:
+    """The recipe label for a loss curve's title: without a ``steps`` override, which the title's own
+    step count says already (``flux-tutorial, 60 steps``, not ``flux-tutorial (steps 60), 60 steps``)."""
+    from .recipes import describe_overrides, recipe_overrides
+    from .spec import Recipe
+
+    recipe = getattr(model, "recipe", None)
+    if not isinstance(recipe, Recipe):
+        return model_name(model)
+    changes = recipe_overrides(recipe)
+    if changes.get("steps") == steps:
+        del changes["steps"]
+    return f"{recipe.name} ({describe_overrides(changes)})" if changes else recipe.name
+
+
 def smooth_window(y: np.ndarray) -> int:
     """The (odd) running-mean window for a loss curve, or 1 when smoothing would change nothing visible:
     a full-batch curve is smooth already, and a mean over it would only repeat it."""
@@ -67,6 +100,16 @@ def running_mean(y: np.ndarray, window: int) -> np.ndarray:
     return (c[window:] - c[:-window]) / window
 
 
+def epoch_means(losses: Sequence[float] | np.ndarray, epoch_steps: int | None) -> np.ndarray:
+    """The arithmetic mean loss of each whole epoch (none without ``epoch_steps``): what the plot's dots
+    show and what ``train`` reports beside the last step's loss."""
+    y = np.asarray(losses, dtype=np.float64)
+    n_epochs = len(y) // epoch_steps if epoch_steps else 0
+    if n_epochs < 1 or not epoch_steps:
+        return np.zeros(0)
+    return y[: n_epochs * epoch_steps].reshape(n_epochs, epoch_steps).mean(axis=1)
+
+
 def loss_curve_png(
     losses: Sequence[float] | np.ndarray,
     path: str | os.PathLike[str],
@@ -75,12 +118,14 @@ def loss_curve_png(
     model: Model | None = None,
 ) -> Any:
     """The loss of every step, its running mean when the steps are noisy (minibatches), and the mean loss of
-    each epoch (dots). The title names the recipe (``title``, else the model's) and the number of steps.
+    each epoch (dots). Both means are arithmetic, so that the line and the dots agree where they meet (a
+    geometric mean on a log axis would sit far below the epoch's mean when a few steps have large losses).
+    The title names the recipe (``title``, else the model's) and the number of steps.
     Returns the matplotlib Figure (written already)."""
     y = np.asarray(losses, dtype=np.float64)
     if y.size == 0:
         raise PyfluxError("no losses to plot")
-    recipe = title or (model_name(model) if model is not None else "")
+    recipe = title or (loss_title_name(model, len(y)) if model is not None else "")
     with _figure(8, 4.8) as fig:
         ax = fig.add_subplot()
         x = np.arange(1, len(y) + 1)
@@ -89,30 +134,28 @@ def loss_curve_png(
         window = smooth_window(y)
         ax.plot(x, y, color="tab:blue", alpha=0.35 if window > 1 else 1.0, lw=1 if window > 1 else 2,
                 label="loss per step")  # fmt: skip
-        if window > 1:
-            log = wide and finite.size == y.size  # smooth what is drawn
-            smooth = np.exp(running_mean(np.log(y), window)) if log else running_mean(y, window)
+        if window > 1:  # the arithmetic mean, as the epoch dots: one kind of mean on every plot, log or not
             ax.plot(
                 x[window // 2 : len(y) - window // 2],
-                smooth,
+                running_mean(y, window),
                 color="navy",
                 lw=2,
-                label=f"mean of {window} steps",
+                label=f"mean of {window} steps (running)",
             )
-        if epoch_steps:
-            n_epochs = len(y) // epoch_steps
-            if n_epochs >= 1:
-                means = y[: n_epochs * epoch_steps].reshape(n_epochs, epoch_steps).mean(axis=1)
-                ends = np.arange(1, n_epochs + 1) * epoch_steps
-                ax.plot(ends, means, "o-", color="tab:orange", lw=1.5, label="mean loss per epoch")
-                for e, m in zip(ends, means, strict=True):
-                    ax.annotate(f"{m:.3f}", (e, m), textcoords="offset points", xytext=(0, 8), ha="center")
+        means = epoch_means(y, epoch_steps)
+        if len(means) and epoch_steps:
+            ends = np.arange(1, len(means) + 1) * epoch_steps
+            ax.plot(ends, means, "o-", color="tab:orange", lw=1.5, label="mean over each whole epoch")
+            for e, m in zip(ends, means, strict=True):
+                ax.annotate(f"{m:.3f}", (e, m), textcoords="offset points", xytext=(0, 8), ha="center")
         if wide:
             ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("loss (cross-entropy)" if model is None else "loss")
         steps = f"{len(y)} steps" + (f" of {epoch_steps} per epoch" if epoch_steps else "")
-        fig.suptitle(f"Training loss: {recipe}, {steps}" if recipe else f"Training loss: {steps}")
+        fig.suptitle(
+            fitted_title(fig, f"Training loss: {recipe}, {steps}" if recipe else f"Training loss: {steps}")
+        )
         if model is not None:
             ax.set_title(model_details(model), color="#464646")
         ax.grid(alpha=0.3)
@@ -172,7 +215,9 @@ def confusion_chart(m: np.ndarray, path: str | os.PathLike[str], model: Model | 
         ax.set_yticks(range(10))
         ax.set_xlabel("predicted digit")
         ax.set_ylabel("true digit")
-        fig.suptitle("Confusion matrix" + (f": {model_name(model)}" if model is not None else ""))
+        fig.suptitle(
+            fitted_title(fig, "Confusion matrix" + (f": {model_name(model)}" if model is not None else ""))
+        )
         backend = (getattr(model, "meta", None) or {}).get("backend")
         ax.set_title(
             (f"{backend} backend · " if backend else "")

@@ -849,16 +849,19 @@ def _centre(digit: np.ndarray) -> np.ndarray:
 # --- showing the steps ----------------------------------------------------------------------------------
 
 
-def strip(t: Trace, height: int = 200) -> Image.Image:
+def strip(t: Trace, height: int = 200, heading: str = "") -> Image.Image:
     """One RGB picture of the steps, left to right: the photo with the sheet's outline (red; none found:
     the whole picture was read), the straightened crop with the digit's box (green), the 28×28 digit.
+    ``heading``, when given, is a first line above them (``predict --save-preprocessed`` names the file
+    and the model's answer there, so that a strip opened on its own says whose it is and what was read).
 
     For a person to see where a prediction went wrong; :func:`preprocess_strip` makes it from a file.
     """
     # Captions grow with the strip (14 px at the default height, 21 px for the web page's 300) so they stay
     # legible when the strip is shown scaled down to a page's width.
     size = max(14, round(height * 0.07))
-    pad, title = 8, size + 8
+    head = round(size * 1.3) + 16 if heading else 0  # the heading and a gap under it
+    pad, title = 8, size + 8 + head
     font = ImageFont.load_default(size=size)  # Pillow's scalable font (pillow>=10.1, as pictures uses)
     photo = Image.fromarray(t.photo).convert("RGB")
     f = height / photo.size[1]
@@ -887,12 +890,18 @@ def strip(t: Trace, height: int = 200) -> Image.Image:
     panels = [shown, straight, digit]
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     slots = [max(p.size[0], round(measure.textlength(c, font=font)) + 6) for p, c in zip(panels, captions)]
-    out = Image.new("RGB", (sum(slots) + pad * (len(panels) + 1), height + title + 2 * pad), (255, 255, 255))
+    head_font = ImageFont.load_default(size=round(size * 1.3))
+    width = max(
+        sum(slots) + pad * (len(panels) + 1), round(measure.textlength(heading, font=head_font)) + 2 * pad
+    )
+    out = Image.new("RGB", (width, height + title + 2 * pad), (255, 255, 255))
     draw = ImageDraw.Draw(out)
+    if heading:
+        draw.text((pad, pad), heading, fill=(20, 20, 20), font=head_font)
     x = pad
     for panel, caption, slot in zip(panels, captions, slots, strict=True):
         out.paste(panel, (x + (slot - panel.size[0]) // 2, title + pad))
-        draw.text((x + slot / 2, pad + 2), caption, fill=(20, 20, 20), font=font, anchor="mt")
+        draw.text((x + slot / 2, pad + 2 + head), caption, fill=(20, 20, 20), font=font, anchor="mt")
         x += slot + pad
     return out
 
@@ -950,6 +959,14 @@ def predict_files(
     return results
 
 
+def _strip_heading(path: str | os.PathLike[str], result: dict[str, Any]) -> str:
+    """``photos/seven.jpg: read as 7 (97.9%)``, the first line of a saved strip."""
+    if "label" not in result:
+        return str(path)
+    label = result["label"]
+    return f"{path}: read as {label} ({result['probabilities'][label]:.1%})"
+
+
 def _save_digits(
     save_dir: str | os.PathLike[str],
     paths: Sequence[str | os.PathLike[str]],
@@ -986,7 +1003,7 @@ def _save_digits(
             continue
         for image, where, key in (
             (Image.fromarray(t.digit, "L"), out, "preprocessed"),
-            (strip(t), steps, "strip"),
+            (strip(t, heading=_strip_heading(p, r)), steps, "strip"),
         ):
             png = io.BytesIO()
             image.save(png, "PNG")  # as it is: the digit stays one grey channel

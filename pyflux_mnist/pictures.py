@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .charts import confusion_chart, confusion_matrix, confusion_png, loss_curve_png
 from .errors import PyfluxError
 from .picture_files import model_details, model_name, model_summary, picture_format, save_picture
+from .titles import wrap_title
 
 if TYPE_CHECKING:
     from .model import Model
@@ -53,6 +54,10 @@ PAD = 6
 TITLE_PX, SUBTITLE_PX, CAPTION_PX = 24, 18, 18  # font sizes; digits of 18 px fonts are 13 px tall
 LINE = 1.3  # line height / font size
 MIN_WIDTH = 560  # a title needs room even over a grid of three digits
+SCREEN_HEIGHT = (
+    1080  # a projector's (full HD) height: a grid of errors taller than this would be cut or shrunk
+)
+ERROR_COLUMNS = 10
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -66,19 +71,8 @@ def _text_width(text: str, size: int) -> float:
 
 
 def _wrap(text: str, size: int, width: int) -> list[str]:
-    """Words of ``text`` in lines no wider than ``width`` px (a longer word gets a line of its own)."""
-    font, lines = _font(size), []
-    for paragraph in text.split("\n"):
-        line = ""
-        for word in paragraph.split():
-            trial = f"{line} {word}".strip()
-            if line and font.getlength(trial) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = trial
-        lines.append(line)
-    return lines
+    """``text`` in lines no wider than ``width`` px, broken between phrases (:mod:`.titles`)."""
+    return wrap_title(text, width, _font(size).getlength)
 
 
 def _line_h(size: int) -> int:
@@ -257,25 +251,32 @@ def errors_png(
     max_n: int = 100,
     model: Model | None = None,
 ) -> Grid | None:
-    """Misclassified digits (the first ``max_n``), captioned ``true 7`` / ``read 2``; ``None`` (and a
-    picture that says so) when there are none."""
+    """Misclassified digits (the first ``max_n``, fewer when more rows would not fit one projector screen,
+    :data:`SCREEN_HEIGHT`), captioned ``true 7`` / ``read 2``; ``None`` (and a picture that says so) when
+    there are none."""
     labels, pred = np.asarray(labels), np.asarray(pred)
     all_wrong = np.flatnonzero(labels != pred)
-    wrong = all_wrong[:max_n]
     total = f"{len(all_wrong)} of {len(labels)} test digits misclassified"
-    if len(wrong) == 0:
+    if len(all_wrong) == 0:
         save_picture(_text_picture(f"Misclassified digits: none ({model_summary(model)})", total), path)
         return None
-    shown = f"the first {len(wrong)}" if len(wrong) < len(all_wrong) else f"all {len(wrong)}"
-    grid = digit_grid(
-        np.asarray(images)[wrong],
-        [f"true {labels[i]}\nread {pred[i]}" for i in wrong],
-        "Misclassified test digits" + (f": {model_name(model)}" if model is not None else ""),
-        " · ".join(p for p in (model_details(model), total) if p)
-        + f"; {shown} shown, each with its true label and the model's reading",
-        cols=min(10, len(wrong)),
-        colors=[WRONG] * len(wrong),
-    )
+    cols = min(ERROR_COLUMNS, len(all_wrong))
+    n = min(max_n, len(all_wrong))
+    while True:  # a row less until the picture fits one screen (one row always stays)
+        wrong = all_wrong[:n]
+        shown = f"the first {n}" if n < len(all_wrong) else f"all {n}"
+        grid = digit_grid(
+            np.asarray(images)[wrong],
+            [f"true {labels[i]}\nread {pred[i]}" for i in wrong],
+            "Misclassified test digits" + (f": {model_name(model)}" if model is not None else ""),
+            " · ".join(p for p in (model_details(model), total) if p)
+            + f"; {shown} shown, each with its true label and the model's reading",
+            cols=cols,
+            colors=[WRONG] * n,
+        )
+        if grid.image.height <= SCREEN_HEIGHT or n <= cols:
+            break
+        n = (grid.layout.rows - 1) * cols
     save_picture(grid.image, path)
     return grid
 

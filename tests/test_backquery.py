@@ -42,7 +42,7 @@ def _class_mean_similarity(mnist, imgs: np.ndarray) -> np.ndarray:
 def test_method_follows_the_activations(small_model, rashid_model):
     assert bq.method_for(rashid_model.spec) == "rashid"
     assert bq.method_for(small_model.spec) == "prior"
-    with pytest.raises(PyfluxError, match="optimise"):
+    with pytest.raises(PyfluxError, match="'prior' method"):
         bq.rashid_backquery(small_model)
     with pytest.raises(PyfluxError, match="unknown"):
         bq.backquery(small_model, "dream")

@@ -35,7 +35,8 @@ def test_predict_json_with_a_bad_file(tmp_path, mnist, model_path):
     out = json.loads(r.stdout)
     assert [o["path"] for o in out] == [*paths, str(tmp_path / "empty.png")]
     for o in out[:3]:
-        assert set(o) == {"path", "label", "probabilities"} and len(o["probabilities"]) == 3  # --top 3
+        assert set(o) == {"path", "label", "probabilities", "preprocessed", "strip"}  # the files written
+        assert len(o["probabilities"]) == 3  # --top 3
         assert next(iter(o["probabilities"])) == str(o["label"])
     assert "empty" in out[3]["error"] and "label" not in out[3]
     assert sum(o["label"] == int(t) for o, t in zip(out, mnist.test_labels[:3], strict=False)) >= 2

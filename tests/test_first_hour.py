@@ -148,7 +148,7 @@ def test_predict_errors_name_the_file_once(tmp_path, model_file) -> None:
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         f"{blank}: error: no ink found (the image is blank)",
-        f"{text}: error: it is not an image in a format read here (PNG, JPEG, GIF, BMP, TIFF, WEBP, PPM)",
+        f"{text}: error: not an image in a format read here (PNG, JPEG, GIF, BMP, TIFF, WEBP, PPM)",
     ]
 
 

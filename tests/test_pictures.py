@@ -154,8 +154,8 @@ def test_loss_curve_title_and_smoothing(tmp_path):
     ax = fig.axes[0]
     assert ax.get_title() == "numpy backend · test accuracy 92.27%"
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert set(lines) == {"loss per step", "mean of 7 steps", "mean loss per epoch"}
-    x, y = lines["mean of 7 steps"].get_data()
+    assert set(lines) == {"loss per step", "mean of 7 steps (running)", "mean over each whole epoch"}
+    x, y = lines["mean of 7 steps (running)"].get_data()
     assert x[0] == 4 and x[-1] == 297  # centred (step x is noisy[x - 1]), only where the window fits
     assert np.allclose(y, [noisy[i - 4 : i + 3].mean() for i in x])
     _legible(fig)

@@ -89,12 +89,19 @@ def bench(
         try:
             with open_regular(from_json, "benchmark result (JSON)") as f:
                 result = json.loads(f.read(MAX_JSON_BYTES + 1).decode("utf-8"))
-            if not isinstance(result, dict):
-                raise ValueError("not a JSON object")
         except UserPathError:
             raise
-        except (OSError, ValueError) as e:
+        except ValueError:  # not JSON at all (notes.txt), or not UTF-8: what it is not, not where it broke
+            raise PyfluxError(
+                escape(f"{from_json} is not a bench result ({_WRITTEN_BY}): not JSON")
+            ) from None
+        except OSError as e:
             raise PyfluxError(escape(f"cannot read benchmark results from {from_json}: {e}")) from None
+        if not (isinstance(result, dict) and isinstance(result.get("settings"), dict)
+                and isinstance(result.get("results"), list)):  # fmt: skip
+            raise PyfluxError(
+                escape(f"{from_json} is not a bench result ({_WRITTEN_BY}): no settings and results")
+            )
     else:
         names = [n.strip() for n in backends.split(",") if n.strip()]
         verbose = bool((click.get_current_context().find_root().obj or {}).get("verbose"))
@@ -124,5 +131,7 @@ def bench(
     if failed:
         raise PyfluxError(f"{len(failed)} backend(s) failed: {'; '.join(failed)}")
 
+
+_WRITTEN_BY = "the JSON that bench --json or -o writes"
 
 COMMANDS = [bench]

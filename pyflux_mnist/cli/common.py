@@ -25,7 +25,15 @@ BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what `cmd | head` gives a program that 
 
 
 class SuggestingGroup(click.Group):
-    """A click group whose unknown-command error names the close command (click < 8.2 does not)."""
+    """A click group whose unknown-command error names the close command (click < 8.2 does not), and
+    which, called with no arguments at all, prints its usage and exits 0 as git and pip do (click's
+    default is exit code 2: a usage error, which no arguments is not)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -39,12 +47,12 @@ class SuggestingGroup(click.Group):
 
 
 def without_name(message: str, name: str) -> str:
-    """``message`` without a leading ``name``, for a line that already starts with it:
-    ``"x.png: no ink found"`` → ``"no ink found"``; ``"x.png is empty"`` → ``"it is empty"``."""
-    if message.startswith(f"{name}: "):
-        return message[len(name) + 2 :]
-    if message.startswith(f"{name} "):
-        return "it" + message[len(name) :]
+    """``message`` without a leading ``name``, for a line or a record that names the file already:
+    ``"x.png: no ink found"`` → ``"no ink found"``; ``"x.txt is not an image"`` → ``"not an image"`` (an
+    "it" in its place would leave a reader asking what "it" is)."""
+    for lead in (f"{name}: ", f"{name} is ", f"{name} "):
+        if message.startswith(lead):
+            return message[len(lead) :]
     return message
 
 
@@ -136,6 +144,13 @@ def check_writable(path: str | None, what: str) -> None:
         raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise PyfluxError(f"cannot write the {what} to {path}: folder {parent} is not writable")
+
+
+def check_npz_output(path: str | None, option: str, what: str) -> None:
+    """A model or checkpoint is a ``.npz`` archive: a name that promises another format (``out.txt``,
+    ``model.png``) is refused before the work, as picture names that promise a format we cannot write are."""
+    if path is not None and Path(path).suffix.lower() != ".npz":
+        raise PyfluxError(f"{option} {path}: a {what} is a .npz archive; give a name ending in .npz")
 
 
 def echo_json(obj: Any) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..backquery import METHODS, digit_prior, method_for
 from ..backquery import backquery as run_backquery
+from ..errors import DataError, PyfluxError
 from ..mnist import load_mnist
 from ..model import load_model
 from ..picture_files import SUFFIXES, check_grid_output
@@ -23,6 +24,7 @@ from .common import (
     echo_json,
     json_option,
     offline_option,
+    progress,
     without_name,
 )
 
@@ -37,7 +39,9 @@ from .common import (
     type=click.Path(file_okay=False),
     default=None,
     help="Write the 28x28 digit the model saw for each image into this folder (NAME.png), and the steps "
-    "that made it (NAME-strip.png: the photo with the sheet outlined, the straightened crop, the 28x28).",
+    "that made it (NAME-strip.png: the photo with the sheet outlined, the straightened crop, the 28x28). "
+    "The folder is made when missing (the folder above it must exist); each file written is named on "
+    "stderr with the image it came from (two images called NAME give NAME and NAME-2).",
 )
 @click.option(
     "--top",
@@ -58,6 +62,8 @@ def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
     from ..photo import predict_files  # the photo pipeline (and Pillow's drawing modules): ~0.1 s, only here
 
     model = load_model(model_path)
+    if save_dir is not None:
+        _prepare_save_dir(save_dir)
     results = predict_files(model, images, top=top, save_dir=save_dir)
     if as_json:
         echo_json([_json_result(r) for r in results])
@@ -69,18 +75,44 @@ def predict(ctx, model_path, images, as_json, save_dir, top) -> None:
             shown = "  ".join(f"{k}: {p:.3f}" for k, p in r["top"])
             click.echo(escape(f"{r['path']}: {r['label']}   ({shown})"))
     for r in results:
+        if "strip" in r:  # what was written, and from which image (two x.png from two folders: x, x-2)
+            progress(escape(f"wrote {r['preprocessed']} and {r['strip']}  (from {r['path']})"))
         if "save_error" in r:
             click.echo(escape(f"Error: {r['save_error']}"), err=True)
     if any("error" in r or "save_error" in r for r in results):
         ctx.exit(ERROR_EXIT)
 
 
+def _prepare_save_dir(save_dir: str) -> None:
+    """As ``train --save`` treats its file, ``--save-preprocessed`` treats its folder: the folder itself
+    is made when missing (and said), the folders above it must exist (a typo must not grow a tree)."""
+    folder = Path(save_dir)
+    if folder.is_dir():
+        return
+    parent = folder.resolve().parent
+    if not parent.is_dir():
+        raise PyfluxError(
+            escape(
+                f"--save-preprocessed {save_dir}: folder {parent} does not exist (only {folder.name} is made)"
+            )
+        )
+    folder.mkdir()
+    progress(escape(f"created folder {save_dir}"))
+
+
 def _json_result(r: dict[str, Any]) -> dict[str, Any]:
     """``{"path", "label", "probabilities": {digit: p}}`` with the --top most probable digits, most
-    probable first (``--top 10`` gives all ten), or ``{"path", "error"}``."""
-    if "error" in r:
-        return r
-    return {"path": r["path"], "label": r["label"], "probabilities": {str(k): p for k, p in r["top"]}}
+    probable first (``--top 10`` gives all ten), and ``preprocessed``/``strip`` (the files written) with
+    --save-preprocessed; or ``{"path", "error"}``."""
+    if "error" in r:  # the path is the record's own field: the error does not repeat it
+        return {"path": r["path"], "error": without_name(r["error"], r["path"])}
+    saved: dict[str, Any] = {k: r[k] for k in ("preprocessed", "strip") if k in r}  # --save-preprocessed
+    return {
+        "path": r["path"],
+        "label": r["label"],
+        "probabilities": {str(k): p for k, p in r["top"]},
+        **saved,
+    }
 
 
 @click.command()
@@ -121,7 +153,11 @@ def backquery(model_path, output, method, checkers, data_dir, offline) -> None:
     used = method_for(model.spec) if method == "auto" else method
     prior = None
     if used == "prior":
-        prior = digit_prior(load_mnist(data_dir, offline=offline or None, verify=False).train_images)
+        try:
+            train_images = load_mnist(data_dir, offline=offline or None, verify=False).train_images
+        except DataError as e:  # the prior is learned from MNIST; one method is not
+            raise DataError(f"{e} ({_PRIOR_NEEDS_DATA})") from None
+        prior = digit_prior(train_images)
     images, used = run_backquery(model, used, prior=prior)
     readers = [("self", model.probabilities(images))]  # floats in [0, 1]
     for path, other in zip(checkers, others, strict=True):
@@ -133,6 +169,34 @@ def backquery(model_path, output, method, checkers, data_dir, offline) -> None:
         agree = int(np.sum(read == np.arange(10)))
         who = "the network" if name == "self" else name
         click.echo(f"{who} reads them as {' '.join(str(int(k)) for k in read)}  ({agree} of 10 its digit)")
+    for hint in _backquery_hints(method, used, bool(checkers)):
+        click.echo(hint)
+
+
+_PRIOR_NEEDS_DATA = (
+    "the prior method learns what digits look like from MNIST's training images; "
+    "--method optimise needs no data, but a person reads only its 0 and 1"
+)
+
+
+def _backquery_hints(asked: str, used: str, checked: bool) -> list[str]:
+    """What the counts above do not say: who judged the pictures, and which method a person reads best
+    (docs/images.md measures it: by eye, ``prior`` gives all ten digits, ``optimise`` only 0 and 1,
+    ``rashid`` a ring for 0)."""
+    hints = []
+    if used == "optimise":
+        hints.append(
+            "(judged by the networks' argmax, not by eye: optimise draws what a network reads as each digit, "
+            "and a person reads only its 0 and 1; --method prior draws digits a person reads)"
+        )
+    elif not checked:
+        hints.append("(judged by the network itself; --check-with OTHER.npz asks another model too)")
+    if asked == "auto" and used == "rashid":
+        hints.append(
+            "(auto picks Rashid's method for an all-sigmoid network, as his book does; "
+            "--method prior draws digits a person reads more easily)"
+        )
+    return hints
 
 
 @click.group(cls=SuggestingGroup)

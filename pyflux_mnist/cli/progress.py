@@ -30,8 +30,10 @@ class StepProgress:
         stream: TextIO | None = None,
         interval: float = LOG_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        resumed_at: int = 0,
     ) -> None:
         self.label = label
+        self.resumed_at = resumed_at  # steps a checkpoint had done: the warm-up's steps are counted after it
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval
@@ -41,15 +43,22 @@ class StepProgress:
         self.first: int | None = None  # steps done by the first (warm-up) update
         self.bar: Any = None
         if self.tty:
-            click.echo(f"{label}: set-up and first step (the warm-up)...", file=self.stream, nl=False)
+            click.echo(
+                f"{label}: {self._resumed()}set-up and first step (the warm-up)...",
+                file=self.stream,
+                nl=False,
+            )
 
     def __call__(self, done: int, total: int, loss: float) -> None:
         now = self.clock()
         if self.first is None:
             self.first = done
-            steps = "step" if done == 1 else f"{done} steps"
+            new = done - self.resumed_at
+            steps = "step" if new == 1 else f"{new} steps"
             if not self.tty:
-                self._line(done, total, loss, now, f" (set-up and first {steps}: the warm-up)")
+                self._line(
+                    done, total, loss, now, f" ({self._resumed()}set-up and first {steps}: the warm-up)"
+                )
                 return
             click.echo(f" {now - self.started:.1f} s", file=self.stream)
             if done < total:
@@ -66,6 +75,9 @@ class StepProgress:
                 self.close()
         elif not self.tty and (done >= total or now - self.last_line >= self.interval):
             self._line(done, total, loss, now)
+
+    def _resumed(self) -> str:
+        return f"resumed after step {self.resumed_at}; " if self.resumed_at else ""
 
     def _bar_label(self, done: int, total: int, loss: float) -> str:
         return f"{self.label} step {done:>{len(str(total))}}/{total} loss {loss:.4f}"

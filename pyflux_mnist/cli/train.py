@@ -33,6 +33,7 @@ from .common import (
     WHOLE,
     WIDTHS,
     backend_option,
+    check_npz_output,
     check_writable,
     data_dir_option,
     echo_json,
@@ -123,6 +124,7 @@ def train(
 
     # Everything that can be checked is checked here, before the data is loaded or a step is run.
     ck = None
+    given_checkpoint = checkpoint_path  # a --resume file keeps its name; a new one is named .npz
     if resume_path is not None:
         ck = load_checkpoint(resume_path)
         _check_resume_options(ctx, ck, backend, seed)
@@ -133,9 +135,11 @@ def train(
     _check_checkpoint_every(checkpoint_every, checkpoint_path)
     _check_distinct(save_path=save_path, plot_path=plot_path, checkpoint_path=checkpoint_path)
     check_writable(save_path, "model")
+    check_npz_output(save_path, "--save", "model file")  # after: a device node is refused as one
     check_writable(plot_path, "plot")
     check_chart_output(plot_path, "--plot")
     check_writable(checkpoint_path, "checkpoint")
+    check_npz_output(given_checkpoint, "--checkpoint", "checkpoint")
     data = load_mnist(data_dir, offline=offline or None, verify=not no_verify)
     result = _train_with_progress(run, data, checkpoint_path, checkpoint_every or 0)
     if len(result.losses) > 1 and result.final_loss > result.losses[0]:
@@ -148,12 +152,21 @@ def train(
         result.model.save(save_path)
     if plot_path:
         loss_curve_png(result.losses, plot_path, epoch_steps=result.epoch_steps, model=result.model)
-    _report(result, save_path, plot_path, as_json)
+    _report(result, save_path, plot_path, as_json, ck.steps_done if ck else 0)
 
 
 def _train_with_progress(run: Run, data: MnistData, checkpoint_path: str | None, every: int) -> TrainResult:
     """:func:`~pyflux_mnist.training.train_run` with a progress bar on stderr."""
-    on_progress = StepProgress(f"{run.recipe.name} [{run.backend}]")
+    ck = run.resume
+    if ck is not None and ck.steps_done >= ck.total_steps:  # nothing to run: say so, train nothing
+        click.echo(
+            escape(
+                f"{ck.path}: this run is complete already ({ck.steps_done} of {ck.total_steps} steps): "
+                "no step is trained and the checkpoint is left as it is; its model is evaluated"
+            ),
+            err=True,
+        )
+    on_progress = StepProgress(f"{run.recipe.name} [{run.backend}]", resumed_at=ck.steps_done if ck else 0)
     try:
         return train_run(run, data, on_progress=on_progress, checkpoint=checkpoint_path, every=every)
     except TrainingInterrupted as e:
@@ -164,16 +177,38 @@ def _train_with_progress(run: Run, data: MnistData, checkpoint_path: str | None,
         on_progress.close()
 
 
-def _report(result: TrainResult, save_path: str | None, plot_path: str | None, as_json: bool) -> None:
-    """The summary on stdout: a few aligned lines, or one JSON object."""
+def _report(
+    result: TrainResult, save_path: str | None, plot_path: str | None, as_json: bool, resumed_at: int = 0
+) -> None:
+    """The summary on stdout: a few aligned lines, or one JSON object. ``resumed_at``: the steps a
+    checkpoint had done, so that the time is not read as the whole run's."""
+    from ..charts import epoch_means
+
     s = result.summary()
+    means = epoch_means(result.losses, result.epoch_steps)
+    last_epoch = float(means[-1]) if len(means) else None
     if as_json:
-        s.update(saved=save_path, plot=plot_path)
+        # A loss is a float32 figure: its shortest float32 digits, not float64 noise (2.1075017, not
+        # 2.1075016506055992); a mean of many is rounded to 6 places.
+        s.update(
+            final_loss=float(str(np.float32(s["final_loss"]))),
+            last_epoch_mean_loss=None if last_epoch is None else round(last_epoch, 6),
+            saved=save_path,
+            plot=plot_path,
+        )
         echo_json(s)
         return
+    batch = result.recipe.batch_size
     click.echo(f"recipe         {recipe_label(result.recipe)}  (backend {s['backend']}, seed {result.seed})")
-    click.echo(f"steps          {s['steps']}  in {s['seconds']:.1f} s")
-    click.echo(f"final loss     {s['final_loss']:.4f}")
+    now = f" ({s['steps'] - resumed_at} of them in this run)" if resumed_at else ""
+    click.echo(f"steps          {s['steps']}{now}  in {s['seconds']:.1f} s")
+    # The last step's loss is one batch's: with a batch of one sample it says little about the run.
+    what = "on every training digit" if batch == 0 else f"on its batch of {batch} sample{'s' * (batch > 1)}"
+    click.echo(f"final loss     {s['final_loss']:.4f}  (the last step's, {what})")
+    if last_epoch is not None and batch:
+        click.echo(
+            f"epoch loss     {last_epoch:.4f}  (the mean over the last epoch's {result.epoch_steps} steps)"
+        )
     click.echo(f"train accuracy {s['train_accuracy']:.4f}")
     click.echo(f"test accuracy  {s['test_accuracy']:.4f}")
     if save_path:
@@ -240,12 +275,13 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
     run = build_run(FLUX_TUTORIAL, backend)
     data = load_mnist(data_dir, offline=offline or None)
     last = [-math.inf]
+    printed = [0]  # the last step whose loss was printed
 
     def evalcb(done: int, total: int, loss: float) -> None:
         # throttle(f, 10): call at once, then at most once every --throttle seconds
         now = time.monotonic()
         if now - last[0] >= throttle:
-            last[0] = now
+            last[0], printed[0] = now, done
             click.echo(f"loss(X, Y) = {loss:.6f}   (step {done}/{total})")
 
     try:
@@ -255,7 +291,8 @@ def tutorial(backend, data_dir, offline, throttle) -> None:
             "(the tutorial always starts from the beginning; for a run you can stop and resume: "
             "pyflux-mnist train --checkpoint PATH)"
         ) from None
-    click.echo(f"loss(X, Y) = {result.final_loss:.6f}   (step {len(result.losses)}/{len(result.losses)})")
+    if printed[0] < len(result.losses):  # the last loss, unless the throttle let it through already
+        click.echo(f"loss(X, Y) = {result.final_loss:.6f}   (step {len(result.losses)}/{len(result.losses)})")
     click.echo(f"accuracy(X, Y) = {result.train_accuracy:.4f}")
     click.echo(f"accuracy(tX, tY) = {result.test_accuracy:.4f}   (test set)")
 
@@ -291,10 +328,12 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     labels = data.test_labels
     acc = float(np.mean(pred == labels))
     per_class = {str(d): float(np.mean(pred[labels == d] == d)) for d in range(10)}
+    shown = 0  # misclassified digits in the --errors grid
     if confusion:
         confusion_png(labels, pred, confusion, model=model)
     if errors_path:
-        errors_png(data.test_images, labels, pred, errors_path, model=model)
+        grid = errors_png(data.test_images, labels, pred, errors_path, model=model)
+        shown = grid.layout.n if grid is not None else 0
     out = {
         "model": model_path,
         "recipe": model.recipe.name,
@@ -311,9 +350,11 @@ def evaluate(model_path, data_dir, offline, confusion, errors_path, as_json) -> 
     click.echo(escape(f"model          {model_path}  ({about})"))
     click.echo(f"test accuracy  {acc:.4f}  ({out['errors']} of {len(labels)} wrong)")
     click.echo("per digit      " + "  ".join(f"{d}:{a:.3f}" for d, a in per_class.items()))
-    for path, what in ((confusion, "confusion"), (errors_path, "errors")):
-        if path:
-            click.echo(f"{what:<14} {path}")
+    if confusion:
+        click.echo(f"confusion      {confusion}")
+    if errors_path:  # the grid fits one screen: it may show fewer than all
+        count = f"  ({shown} of the {out['errors']} misclassified digits shown)" if shown else ""
+        click.echo(f"errors         {errors_path}{count}")
 
 
 def blas_info() -> list[dict]:
@@ -345,6 +386,7 @@ def info(model_path: str | None, as_json: bool) -> None:
 
     model = model_info(model_path) if model_path else None
     out: dict[str, Any] = {
+        **({"model": model} if model else {}),  # what was asked about comes first
         "version": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -353,12 +395,18 @@ def info(model_path: str | None, as_json: bool) -> None:
         "backends": backend_availability(),
         "backend_details": {name: d for name, d in backend_details().items() if d},
         "blas": blas_info(),
-        **({"model": model} if model else {}),
         "settings": settings.current(),
     }
     if as_json:
         echo_json(out)
         return
+    if model:  # the model asked about first; this installation's details after it
+        click.echo(escape(f"model        {model_path}: {model['description']}"))
+        click.echo(
+            f"             seed {model['seed']}, {model['steps']} steps, written by pyflux-mnist "
+            f"{model['package_version']}"
+        )
+        click.echo("")
     click.echo(f"pyflux-mnist {__version__}  (Python {out['python']}, NumPy {out['numpy']})")
     click.echo(f"platform     {out['platform']}, {out['cpu_count']} CPUs")
     for name, state in out["backends"].items():
@@ -370,12 +418,6 @@ def info(model_path: str | None, as_json: bool) -> None:
     for setting in settings.SETTINGS:
         value = out["settings"][setting.name]
         click.echo(f"setting      {setting.name}={'' if value is None else value}  # {setting.doc}")
-    if model:
-        click.echo(f"model        {model_path}: {model['description']}")
-        click.echo(
-            f"             seed {model['seed']}, {model['steps']} steps, written by pyflux-mnist "
-            f"{model['package_version']}"
-        )
 
 
 COMMANDS = [train, tutorial, evaluate, info]

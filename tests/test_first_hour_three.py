@@ -54,7 +54,7 @@ def test_bench_from_json_says_a_file_is_not_a_bench_result(tmp_path, content, wh
 
 
 def test_bench_from_json_still_reads_a_bench_result() -> None:
-    result = _invoke("bench", "--from-json", str(Path(__file__).parent.parent / "docs/bench/rashid.json"))
+    result = _invoke("bench", "--from-json", str(Path(__file__).parent.parent / "docs/bench/2026-11-30-xeon/rashid.json"))
     assert result.exit_code == 0 and "recipe rashid" in result.stdout
 
 

@@ -54,7 +54,9 @@ def test_bench_from_json_says_a_file_is_not_a_bench_result(tmp_path, content, wh
 
 
 def test_bench_from_json_still_reads_a_bench_result() -> None:
-    result = _invoke("bench", "--from-json", str(Path(__file__).parent.parent / "docs/bench/2026-11-30-xeon/rashid.json"))
+    result = _invoke(
+        "bench", "--from-json", str(Path(__file__).parent.parent / "docs/bench/2026-11-30-xeon/rashid.json")
+    )
     assert result.exit_code == 0 and "recipe rashid" in result.stdout
 
 
@@ -375,3 +377,10 @@ def test_resuming_a_finished_checkpoint_says_so_and_leaves_it(tmp_path, mnist_di
     assert "steps          6 (0 of them in this run)" in result.stdout
     assert (ck.read_bytes(), ck.stat().st_mtime_ns) == before
     assert (tmp_path / "m.npz").exists()  # the way to take the model out of a finished checkpoint
+
+
+def test_bench_from_json_reads_a_sweep_result_too() -> None:
+    """A sweep's JSON (``bench --sweep … -o``) has ``sweep`` where a run's has ``results``."""
+    saved = Path(__file__).parent.parent / "docs/bench/keras-sweep-hidden.json"
+    result = _invoke("bench", "--from-json", str(saved))
+    assert result.exit_code == 0 and result.stdout.startswith("pyflux-mnist bench --sweep hidden")

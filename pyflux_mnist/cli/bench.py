@@ -97,10 +97,12 @@ def bench(
             ) from None
         except OSError as e:
             raise PyfluxError(escape(f"cannot read benchmark results from {from_json}: {e}")) from None
+        rows = result.get("results") if isinstance(result, dict) else None
+        sweep_of = result.get("sweep") if isinstance(result, dict) else None
         if not (isinstance(result, dict) and isinstance(result.get("settings"), dict)
-                and isinstance(result.get("results"), list)):  # fmt: skip
+                and (isinstance(rows, list) or isinstance(sweep_of, dict))):  # fmt: skip
             raise PyfluxError(
-                escape(f"{from_json} is not a bench result ({_WRITTEN_BY}): no settings and results")
+                escape(f"{from_json} is not a bench result ({_WRITTEN_BY}): no settings and results or sweep")
             )
     else:
         names = [n.strip() for n in backends.split(",") if n.strip()]

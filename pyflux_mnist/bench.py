@@ -643,35 +643,56 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
-def render_text(result: dict[str, Any]) -> str:
-    # Long cells (a backend's reason, what a bound is made of) are notes under the table, not columns.
-    head, rows, notes = _columns(result)
+def table_text(
+    title: str,
+    result: dict[str, Any],
+    settings: str,
+    table: tuple[list[str], list[list[str]], list[str]],
+    numbers_right: bool = False,
+) -> str:
+    """A result as the terminal shows it: title, machine and settings lines, the table, the notes under it
+    (a run's table and a sweep's share it; a sweep's columns are all numbers, set right)."""
+    head, rows, notes = table
     widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
-    lines = [
-        f"pyflux-mnist bench, {result['date']}",
-        machine_line(result),
-        settings_line(result),
-        "",
-        "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
-        "  ".join("-" * w for w in widths),
-    ]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+    def line(cells: list[str]) -> str:
+        pad = [c.rjust(w) if numbers_right else c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+        return "  ".join(pad).rstrip()
+
+    lines = [title, machine_line(result), settings, "", line(head), "  ".join("-" * w for w in widths)]
+    lines += [line(r) for r in rows]
     return "\n".join([*lines, "", *notes]).rstrip() + "\n"
 
 
-def render_markdown(result: dict[str, Any]) -> str:
-    head, rows, notes = _columns(result)
+def table_markdown(
+    result: dict[str, Any],
+    settings: str,
+    table: tuple[list[str], list[list[str]], list[str]],
+    numbers_right: bool = False,
+) -> str:
+    """The same as Markdown, for ``--markdown`` (docs/benchmarks.md's sections)."""
+    head, rows, notes = table
     lines = [
         f"*{result['date']}* — {machine_line(result)}.",
         "",
-        f"{settings_line(result)}.",
+        f"{settings}.",
         "",
         "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
+        "|" + "|".join("---:" if numbers_right else "---" for _ in head) + "|",
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     lines += [""] + [f"* {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def render_text(result: dict[str, Any]) -> str:
+    # Long cells (a backend's reason, what a bound is made of) are notes under the table, not columns.
+    title = f"pyflux-mnist bench, {result['date']}"
+    return table_text(title, result, settings_line(result), _columns(result))
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    return table_markdown(result, settings_line(result), _columns(result))
 
 
 def write_json(result: dict[str, Any], path: str) -> None:

@@ -286,33 +286,12 @@ def settings_line(result: dict[str, Any]) -> str:
 
 
 def render_text(result: dict[str, Any]) -> str:
-    head, rows, notes = _columns(result)
-    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
-    lines = [
-        f"pyflux-mnist bench --sweep {result['settings']['sweep']}, {result['date']}",
-        b.machine_line(result),
-        settings_line(result),
-        "",
-        "  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)),
-        "  ".join("-" * w for w in widths),
-    ]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join([*lines, "", *notes]).rstrip() + "\n"
+    title = f"pyflux-mnist bench --sweep {result['settings']['sweep']}, {result['date']}"
+    return b.table_text(title, result, settings_line(result), _columns(result), numbers_right=True)
 
 
 def render_markdown(result: dict[str, Any]) -> str:
-    head, rows, notes = _columns(result)
-    lines = [
-        f"*{result['date']}* — {b.machine_line(result)}.",
-        "",
-        f"{settings_line(result)}.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---:" for _ in head) + "|",
-    ]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += [""] + [f"* {note}" for note in notes]
-    return "\n".join(lines) + "\n"
+    return b.table_markdown(result, settings_line(result), _columns(result), numbers_right=True)
 
 
 def chart_path(json_path: str) -> str:

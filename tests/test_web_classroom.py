@@ -5,15 +5,14 @@ tiny dot, keyboard and touch details. ``serve MODEL`` with a small model file: n
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from test_web_browser import ARGS, SEVEN, _chromium
+from test_web_serve import start as start_serve
+from test_web_serve import stop_cleanly as finish
 
 pytestmark = pytest.mark.browser
 
@@ -27,33 +26,14 @@ def chromium() -> str:
     return path
 
 
-def start(model: Path, folder: Path, data: str):
-    env = {
-        **os.environ,
-        "XDG_CACHE_HOME": str(folder / "cache"),
-        "PYFLUX_MNIST_DATA": data,
-        "PYFLUX_MNIST_OFFLINE": "1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pyflux_mnist", "serve", str(model), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
+def start(model: Path, folder: Path, data: str) -> tuple[subprocess.Popen[str], str]:
+    env = {"XDG_CACHE_HOME": str(folder / "cache"), "PYFLUX_MNIST_DATA": data, "PYFLUX_MNIST_OFFLINE": "1"}
+    proc, line = start_serve([str(model), "--port", "0"], env)
     match = re.search(r"http://127\.0\.0\.1:\d+/", line)
     if match is None:
         proc.kill()
         pytest.fail(f"serve did not print its URL: {line!r}")
     return proc, match.group(0)
-
-
-def finish(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    return err
 
 
 @pytest.fixture(scope="module")

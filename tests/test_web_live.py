@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_web_serve import start
+from test_web_serve import stop_cleanly as stop
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -72,23 +71,8 @@ class Served:
 
 
 def serve(model: Path, cache: Path, data: str) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PYFLUX_MNIST_DATA": data, "PYFLUX_MNIST_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pyflux_mnist", "serve", str(model), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline()
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    return err
+    env = {"XDG_CACHE_HOME": str(cache), "PYFLUX_MNIST_DATA": data, "PYFLUX_MNIST_OFFLINE": "1"}
+    return start([str(model), "--port", "0"], env)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,13 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return err
 
 
+def stop_cleanly(proc: subprocess.Popen[str]) -> str:
+    """:func:`stop`, and the exit was a clean one (0): what a class's server must do on Ctrl-C."""
+    err = stop(proc)
+    assert proc.returncode == 0, err
+    return err
+
+
 @pytest.fixture
 def model_file(small_model, tmp_path: Path) -> Path:
     return small_model.save(tmp_path / "model.npz")

@@ -14,22 +14,14 @@ import http.client
 import io
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
+from local_server import drawing, start_serve, stop_serve
 from PIL import Image
 
 from pyflux_mnist.mnist import load_mnist
-
-
-def drawing(digit: np.ndarray, side: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC).convert("RGBA").save(buf, "PNG")
-    return buf.getvalue()
 
 
 def photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
@@ -78,14 +70,9 @@ def main() -> None:
         ("drawing at the canvas's 280×280, PNG", drawing(data.test_images[0], 280), "image/png"),
         ("photo, 4000×3000 JPEG", photo(data.test_images[1], np.random.default_rng(0)), "image/jpeg"),
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pyflux_mnist", "serve", args.model, "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, url = start_serve(args.model)
     try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        host, port = line.split("http://")[1].split("/")[0].split(":")
+        host, port = url.split("http://")[1].split("/")[0].split(":")
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         t, _ = measure(host, int(port), None, "", args.n)
         print(f"GET /api/model (the HTTP path alone): median {statistics.median(t):.1f} ms")
@@ -100,8 +87,7 @@ def main() -> None:
             )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        stop_serve(proc)
 
 
 if __name__ == "__main__":

@@ -17,33 +17,22 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
 import ipaddress
 import json
 import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from urllib.parse import urlsplit
 
-import numpy as np
-from PIL import Image
+from local_server import drawing, start_serve, stop_serve
 
 from pyflux_mnist.mnist import load_mnist
 
 MAX_STUDENTS = 200
 MAX_SECONDS = 120.0
 TIMEOUT_S = 30.0
-
-
-def drawing(digit: np.ndarray, side: int = 140) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC).convert("RGBA").save(buf, "PNG")
-    return buf.getvalue()
 
 
 def loopback(host: str) -> bool:
@@ -142,22 +131,9 @@ def main() -> None:
 
     data = load_mnist()
     bodies = [drawing(data.test_images[i]) for i in range(20)]
-    proc = None
-    if args.url:
-        parts = urlsplit(args.url)
-        host, port = parts.hostname or "", parts.port or 80
-    else:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pyflux_mnist", "serve", args.model, "--port", "0"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = proc.stdout.readline() if proc.stdout else ""
-        found = re.search(r"http://([^/:]+):(\d+)/", line)
-        if found is None:
-            proc.kill()
-            raise SystemExit(f"serve did not print its address: {line!r}")
-        host, port = found.group(1), int(found.group(2))
+    proc, url = (None, args.url) if args.url else start_serve(args.model)
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 80
     if not loopback(host):
         raise SystemExit(f"this load test only talks to this machine (127.0.0.1, localhost), not {host!r}")
     try:
@@ -207,8 +183,7 @@ def main() -> None:
             sys.exit(1)
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+            stop_serve(proc)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 from urllib.parse import urlsplit
 
 import numpy as np
+from local_server import start_serve, stop_serve
 
 from pyflux_mnist.mnist import load_mnist
 
@@ -80,20 +77,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     data = load_mnist()
-    proc = None
-    url = args.url
-    if url is None:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pyflux_mnist", "serve", args.model, "--port", "0"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = proc.stdout.readline() if proc.stdout else ""
-        found = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        if found is None:
-            proc.kill()
-            raise SystemExit(f"serve did not print its address: {line!r}")
-        url = found.group(0)
+    proc, url = (None, args.url) if args.url else start_serve(args.model)
     if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
         raise SystemExit("this benchmark only talks to this machine (127.0.0.1, localhost)")
     times, right = [], 0
@@ -139,8 +123,7 @@ def main() -> None:
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+            stop_serve(proc)
 
 
 if __name__ == "__main__":

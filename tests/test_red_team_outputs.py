@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from test_red_team_cli import one_error_line
 
 from pyflux_mnist.atomic import atomic_write, output_target, sweep_stale_temporaries
 from pyflux_mnist.cli import cli
@@ -51,16 +52,6 @@ def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "pyflux_mnist", *args],
         cwd=REPO, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
-
-
-def one_error_line(r, *fragments: str) -> str:
-    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), r.stderr
-    assert "Traceback" not in r.stderr, r.stderr
-    for fragment in fragments:
-        assert fragment in lines[-1], lines[-1]
-    return lines[-1]
 
 
 def char_device(path: Path) -> Path:
